@@ -1,0 +1,1 @@
+//! JSON Schema contracts, being written.

@@ -1,0 +1,1 @@
+//! jq mappings (jaq), being written.

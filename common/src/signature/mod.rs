@@ -1,0 +1,1 @@
+//! Inbound webhook signature schemes. (Being written: see the interface in the task.)
