@@ -1,9 +1,21 @@
 //! Shared library of switchyard: everything the Lambda functions have in common.
 //!
-//! Pure logic (config, envelope, signatures, mappings, contracts, backoff) is
-//! unit-tested here against in-memory ports; the AWS adapters (`ledger::dynamo`,
-//! `queue::sqs`, `secrets::aws`) are exercised over HTTP by the end-to-end suite.
+//! Pure logic (config, envelope, signatures, mappings, contracts, backoff, the ledger
+//! state machine) is unit-tested here against in-memory ports; the AWS adapters
+//! (`ledger::DynamoLedger`, `queue::SqsQueue`, `secrets::AwsSecrets`) are exercised over
+//! HTTP against moto's server by the end-to-end suite in `tests/`.
 
+pub mod backoff;
+pub mod batch;
+pub mod config;
 pub mod contract;
+pub mod envelope;
+pub mod failure;
+pub mod ledger;
 pub mod mapping;
+pub mod metrics;
+pub mod names;
+pub mod queue;
+pub mod runtime;
+pub mod secrets;
 pub mod signature;

@@ -1,1 +1,9 @@
+//! dispatcher: deliveries from the dispatch queue → calls on destination APIs, each
+//! claimed in the ledger first so that a destination sees it once in effect.
 
+mod call;
+mod deps;
+mod handler;
+
+pub use deps::{Deps, Settings};
+pub use handler::handle;

@@ -1,0 +1,79 @@
+//! Capped exponential backoff with full jitter, applied to the message itself as a
+//! visibility timeout.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::config::RetryPolicy;
+
+/// SQS refuses visibility timeouts above 12 hours.
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// The ceiling of the delay before attempt `attempt + 1`: `base · 2^(attempt-1)`,
+/// capped by the policy.
+pub fn ceiling(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let exp = attempt.saturating_sub(1).min(30);
+    let ms = policy.base_delay_ms.saturating_mul(1u64 << exp).min(policy.max_delay_ms);
+    Duration::from_millis(ms)
+}
+
+/// The delay after the `attempt`-th failed attempt: uniform in `[0, ceiling]` (full
+/// jitter, so retries of many messages spread out), never below what the destination
+/// asked for with `Retry-After`.
+pub fn delay(policy: &RetryPolicy, attempt: u32, retry_after: Option<Duration>, rng: &mut impl Rng) -> Duration {
+    let cap = ceiling(policy, attempt).as_millis() as u64;
+    let jittered = Duration::from_millis(rng.random_range(0..=cap));
+    jittered.max(retry_after.unwrap_or_default()).min(MAX_VISIBILITY)
+}
+
+/// A delay as whole visibility-timeout seconds, rounded up so that `Retry-After: 2`
+/// is never honoured early.
+pub fn as_visibility_secs(d: Duration) -> i32 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    secs.min(MAX_VISIBILITY.as_secs()) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy { max_attempts: 5, base_delay_ms: 1_000, max_delay_ms: 10_000 }
+    }
+
+    #[test]
+    fn the_ceiling_doubles_per_attempt_up_to_the_cap() {
+        let c: Vec<u64> = (1..=6).map(|a| ceiling(&policy(), a).as_millis() as u64).collect();
+        assert_eq!(c, vec![1_000, 2_000, 4_000, 8_000, 10_000, 10_000]);
+        assert_eq!(ceiling(&policy(), u32::MAX), Duration::from_millis(10_000), "no overflow");
+    }
+
+    #[test]
+    fn delays_stay_within_zero_and_the_ceiling() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for attempt in 1..8 {
+            for _ in 0..200 {
+                assert!(delay(&policy(), attempt, None, &mut rng) <= ceiling(&policy(), attempt));
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_for_the_delay() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for _ in 0..200 {
+            assert!(delay(&policy(), 1, Some(Duration::from_secs(2)), &mut rng) >= Duration::from_secs(2));
+        }
+    }
+
+    #[test]
+    fn visibility_seconds_round_up_and_are_capped() {
+        assert_eq!(as_visibility_secs(Duration::from_millis(1_001)), 2);
+        assert_eq!(as_visibility_secs(Duration::from_secs(2)), 2);
+        assert_eq!(as_visibility_secs(Duration::ZERO), 0);
+        assert_eq!(as_visibility_secs(Duration::from_secs(10 * 86_400)), 43_200);
+    }
+}

@@ -1,0 +1,133 @@
+//! Partial batch responses for SQS-triggered functions (STYLE.md habit 5).
+//!
+//! The per-record function says only whether its record succeeded; this module lifts
+//! it to the batch. On a standard queue records run concurrently and one failure never
+//! touches its neighbours; on a FIFO queue records run in order and a group stops at
+//! its first failure (the rest of that group is reported failed, so SQS keeps order),
+//! while other groups go on.
+
+use std::collections::HashSet;
+use std::future::Future;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures_util::future::join_all;
+use tracing::Instrument;
+
+/// Whether a record is done with (deleted from the queue) or must come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordResult {
+    Done,
+    Retry,
+}
+
+fn failure(id: &str) -> BatchItemFailure {
+    let mut f = BatchItemFailure::default();
+    f.item_identifier = id.to_owned();
+    f
+}
+
+fn group_of(m: &SqsMessage) -> Option<&str> {
+    m.attributes.get("MessageGroupId").map(String::as_str)
+}
+
+pub async fn process_batch<'a, F, Fut>(event: &'a SqsEvent, f: F) -> SqsBatchResponse
+where
+    F: Fn(&'a SqsMessage) -> Fut,
+    Fut: Future<Output = RecordResult> + 'a,
+{
+    let fifo = event.records.iter().any(|m| group_of(m).is_some());
+    let mut failures = Vec::new();
+    if fifo {
+        let mut stopped: HashSet<&str> = HashSet::new();
+        for m in &event.records {
+            let id = m.message_id.as_deref().unwrap_or_default();
+            let group = group_of(m).unwrap_or_default();
+            if stopped.contains(group) {
+                failures.push(failure(id));
+                continue;
+            }
+            let span = tracing::info_span!("record", message_id = id, group = group);
+            if f(m).instrument(span).await == RecordResult::Retry {
+                stopped.insert(group);
+                failures.push(failure(id));
+            }
+        }
+    } else {
+        let results = join_all(event.records.iter().map(|m| {
+            let span = tracing::info_span!("record", message_id = m.message_id.as_deref().unwrap_or_default());
+            f(m).instrument(span)
+        }))
+        .await;
+        for (m, r) in event.records.iter().zip(results) {
+            if r == RecordResult::Retry {
+                failures.push(failure(m.message_id.as_deref().unwrap_or_default()));
+            }
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, group: Option<&str>, body: &str) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.to_owned());
+        m.body = Some(body.to_owned());
+        if let Some(g) = group {
+            m.attributes.insert("MessageGroupId".to_owned(), g.to_owned());
+        }
+        m
+    }
+
+    fn event(records: Vec<SqsMessage>) -> SqsEvent {
+        let mut e = SqsEvent::default();
+        e.records = records;
+        e
+    }
+
+    fn failed_ids(r: &SqsBatchResponse) -> Vec<&str> {
+        r.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect()
+    }
+
+    async fn fail_on_bad(m: &SqsMessage) -> RecordResult {
+        if m.body.as_deref() == Some("bad") {
+            RecordResult::Retry
+        } else {
+            RecordResult::Done
+        }
+    }
+
+    #[tokio::test]
+    async fn one_failing_record_does_not_fail_its_neighbours() {
+        let e = event(vec![message("1", None, "ok"), message("2", None, "bad"), message("3", None, "ok")]);
+        assert_eq!(failed_ids(&process_batch(&e, fail_on_bad).await), vec!["2"]);
+    }
+
+    #[tokio::test]
+    async fn a_fifo_group_stops_at_its_first_failure_and_other_groups_go_on() {
+        let e = event(vec![
+            message("a1", Some("a"), "ok"),
+            message("a2", Some("a"), "bad"),
+            message("b1", Some("b"), "ok"),
+            message("a3", Some("a"), "ok"),
+            message("b2", Some("b"), "ok"),
+        ]);
+        let seen = std::sync::Mutex::new(Vec::new());
+        let r = process_batch(&e, |m| {
+            seen.lock().unwrap().push(m.message_id.clone().unwrap());
+            fail_on_bad(m)
+        })
+        .await;
+        assert_eq!(failed_ids(&r), vec!["a2", "a3"]);
+        assert_eq!(*seen.lock().unwrap(), vec!["a1", "a2", "b1", "b2"], "a3 must not be processed after a2 failed");
+    }
+
+    #[tokio::test]
+    async fn an_empty_batch_reports_no_failures() {
+        assert!(process_batch(&event(vec![]), fail_on_bad).await.batch_item_failures.is_empty());
+    }
+}

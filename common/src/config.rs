@@ -1,0 +1,385 @@
+//! The flow file: sources, destinations and flows, versioned with the code.
+//!
+//! Everything is checked when the file is loaded — unknown references, jq programs
+//! that do not compile, schemas that are not schemas — so a config error shows up in
+//! `make test` and at cold start, never on the first event.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::contract::{Contract, ContractError};
+use crate::envelope::Mode;
+use crate::mapping::{JqProgram, MappingError};
+use crate::signature::Scheme;
+
+/// The config files compiled into the binaries (`config/` at build time), so a
+/// deployed function needs nothing beside its `bootstrap`.
+mod bundled {
+    include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("{path} is not a valid flow file: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    #[error(transparent)]
+    Contract(#[from] ContractError),
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    sources: BTreeMap<String, RawSource>,
+    #[serde(default)]
+    destinations: BTreeMap<String, RawDestination>,
+    #[serde(default)]
+    flows: Vec<RawFlow>,
+}
+
+// No deny_unknown_fields here: serde cannot combine it with the flattened scheme.
+#[derive(Debug, Deserialize)]
+struct RawSource {
+    #[serde(flatten)]
+    scheme: Scheme,
+    secret: Option<String>,
+    #[serde(default = "default_tolerance")]
+    tolerance_secs: i64,
+    event_id: Option<String>,
+    event_type: Option<String>,
+    event_type_header: Option<String>,
+    #[serde(default)]
+    keep_headers: Vec<String>,
+}
+
+fn default_tolerance() -> i64 {
+    300
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestination {
+    base_url: String,
+    #[serde(default)]
+    auth: Auth,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+    #[serde(default)]
+    retry: RetryPolicy,
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlow {
+    name: String,
+    version: u32,
+    source: String,
+    #[serde(default)]
+    event_types: Vec<String>,
+    filter: Option<String>,
+    mapping: String,
+    contract: Option<String>,
+    destination: String,
+    #[serde(default = "default_method")]
+    method: String,
+    path: String,
+    #[serde(default)]
+    mode: Mode,
+    ordering_key: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+fn default_method() -> String {
+    "POST".to_owned()
+}
+
+/// How the dispatcher authenticates to a destination. Secret values live in Secrets
+/// Manager as JSON objects under `switchyard/{stage}/{secret}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Auth {
+    #[default]
+    None,
+    /// `{"api_key": "..."}` sent in `header`.
+    ApiKey {
+        #[serde(default = "default_api_key_header")]
+        header: String,
+        secret: String,
+    },
+}
+
+fn default_api_key_header() -> String {
+    "X-Api-Key".to_owned()
+}
+
+impl Auth {
+    pub fn secret(&self) -> Option<&str> {
+        match self {
+            Auth::None => None,
+            Auth::ApiKey { secret, .. } => Some(secret),
+        }
+    }
+}
+
+/// The retry budget of a destination: how many attempts, how far apart.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { max_attempts: 5, base_delay_ms: 2_000, max_delay_ms: 300_000 }
+    }
+}
+
+#[derive(Debug)]
+pub struct Source {
+    pub name: String,
+    pub scheme: Scheme,
+    /// Secret id suffix, e.g. `source/stripe`.
+    pub secret: String,
+    pub tolerance_secs: i64,
+    /// JSON pointer to the provider's event id in the payload.
+    pub event_id: Option<String>,
+    /// JSON pointer to the event type in the payload.
+    pub event_type: Option<String>,
+    pub event_type_header: Option<String>,
+    pub keep_headers: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Destination {
+    pub name: String,
+    pub base_url: String,
+    pub auth: Auth,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug)]
+pub struct Flow {
+    pub name: String,
+    pub version: u32,
+    pub source: String,
+    /// Empty means every event type of the source.
+    pub event_types: Vec<String>,
+    pub filter: Option<JqProgram>,
+    pub mapping: JqProgram,
+    pub contract: Option<Contract>,
+    pub destination: String,
+    pub method: http::Method,
+    pub path: String,
+    pub mode: Mode,
+    pub ordering_key: Option<JqProgram>,
+    pub idempotency_key: Option<JqProgram>,
+}
+
+impl Flow {
+    pub fn accepts_type(&self, event_type: &str) -> bool {
+        self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type)
+    }
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub sources: BTreeMap<String, Source>,
+    pub destinations: BTreeMap<String, Destination>,
+    pub flows: Vec<Flow>,
+}
+
+impl Config {
+    /// Loads a flow file from disk; mapping and contract paths are relative to it.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let read = |rel: &str| {
+            let p = dir.join(rel);
+            std::fs::read_to_string(&p).map_err(|e| ConfigError::Read { path: p.display().to_string(), message: e.to_string() })
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        Self::parse(&path.display().to_string(), &text, read)
+    }
+
+    /// The flow file compiled into the binary from `config/flows.toml`.
+    pub fn bundled() -> Result<Self, ConfigError> {
+        let read = |rel: &str| {
+            let rel = rel.trim_start_matches("./");
+            bundled::FILES
+                .iter()
+                .find(|(name, _)| *name == rel)
+                .map(|(_, text)| (*text).to_owned())
+                .ok_or_else(|| ConfigError::Read { path: rel.to_owned(), message: "not bundled".to_owned() })
+        };
+        let text = read("flows.toml")?;
+        Self::parse("flows.toml (bundled)", &text, read)
+    }
+
+    /// `SWITCHYARD_CONFIG` names a flow file on disk; without it, the bundled one.
+    /// Destination URLs differ per stage: `SWITCHYARD_DESTINATION_{NAME}_URL` overrides
+    /// `base_url` (name upper-cased, `-` as `_`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut config = match std::env::var("SWITCHYARD_CONFIG") {
+            Ok(path) if !path.is_empty() => Self::load(Path::new(&path))?,
+            _ => Self::bundled()?,
+        };
+        for d in config.destinations.values_mut() {
+            let var = format!("SWITCHYARD_DESTINATION_{}_URL", d.name.to_ascii_uppercase().replace('-', "_"));
+            if let Ok(url) = std::env::var(&var) {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(invalid(format!("{var} must be an http(s) URL")));
+                }
+                d.base_url = url.trim_end_matches('/').to_owned();
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn parse(
+        path: &str,
+        text: &str,
+        read: impl Fn(&str) -> Result<String, ConfigError>,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+
+        let mut sources = BTreeMap::new();
+        for (name, s) in raw.sources {
+            check_name("source", &name)?;
+            for (what, pointer) in [("event_id", &s.event_id), ("event_type", &s.event_type)] {
+                if let Some(p) = pointer {
+                    if !(p.is_empty() || p.starts_with('/')) {
+                        return Err(invalid(format!("source {name}: {what} must be a JSON pointer like \"/id\", got {p:?}")));
+                    }
+                }
+            }
+            s.scheme.validate().map_err(|e| invalid(format!("source {name}: {e}")))?;
+            if s.tolerance_secs <= 0 {
+                return Err(invalid(format!("source {name}: tolerance_secs must be positive")));
+            }
+            let secret = s.secret.unwrap_or_else(|| format!("source/{name}"));
+            sources.insert(
+                name.clone(),
+                Source {
+                    name,
+                    scheme: s.scheme,
+                    secret,
+                    tolerance_secs: s.tolerance_secs,
+                    event_id: s.event_id,
+                    event_type: s.event_type,
+                    event_type_header: s.event_type_header,
+                    keep_headers: s.keep_headers,
+                },
+            );
+        }
+
+        let mut destinations = BTreeMap::new();
+        for (name, d) in raw.destinations {
+            check_name("destination", &name)?;
+            if !(d.base_url.starts_with("https://") || d.base_url.starts_with("http://")) {
+                return Err(invalid(format!("destination {name}: base_url must be an http(s) URL")));
+            }
+            if d.timeout_ms == 0 || d.retry.max_attempts == 0 || d.retry.base_delay_ms > d.retry.max_delay_ms {
+                return Err(invalid(format!(
+                    "destination {name}: timeout_ms and retry.max_attempts must be positive, base_delay_ms <= max_delay_ms"
+                )));
+            }
+            destinations.insert(
+                name.clone(),
+                Destination {
+                    name,
+                    base_url: d.base_url.trim_end_matches('/').to_owned(),
+                    auth: d.auth,
+                    timeout: Duration::from_millis(d.timeout_ms),
+                    retry: d.retry,
+                },
+            );
+        }
+
+        let mut flows: Vec<Flow> = Vec::new();
+        for f in raw.flows {
+            check_name("flow", &f.name)?;
+            let at = |what: &str| format!("flow {} v{}: {what}", f.name, f.version);
+            if flows.iter().any(|g| g.name == f.name) {
+                return Err(invalid(at("declared twice (bump version instead)")));
+            }
+            if !sources.contains_key(&f.source) {
+                return Err(invalid(at(&format!("unknown source {:?}", f.source))));
+            }
+            if !destinations.contains_key(&f.destination) {
+                return Err(invalid(at(&format!("unknown destination {:?}", f.destination))));
+            }
+            if !f.path.starts_with('/') {
+                return Err(invalid(at("path must start with /")));
+            }
+            let method = http::Method::from_bytes(f.method.to_ascii_uppercase().as_bytes())
+                .map_err(|_| invalid(at(&format!("invalid method {:?}", f.method))))?;
+            let mapping = JqProgram::compile(&f.mapping, &read(&f.mapping)?)?;
+            let contract = match &f.contract {
+                Some(rel) => {
+                    let text = read(rel)?;
+                    let schema: serde_json::Value = serde_json::from_str(&text).map_err(|e| invalid(at(&format!("contract {rel}: {e}"))))?;
+                    Some(Contract::compile(rel, &schema)?)
+                }
+                None => None,
+            };
+            let expr = |label: &str, src: &Option<String>| -> Result<Option<JqProgram>, ConfigError> {
+                src.as_deref().map(|s| JqProgram::compile(&format!("{}.{label}", f.name), s)).transpose().map_err(Into::into)
+            };
+            flows.push(Flow {
+                filter: expr("filter", &f.filter)?,
+                ordering_key: expr("ordering_key", &f.ordering_key)?,
+                idempotency_key: expr("idempotency_key", &f.idempotency_key)?,
+                name: f.name,
+                version: f.version,
+                source: f.source,
+                event_types: f.event_types,
+                mapping,
+                contract,
+                destination: f.destination,
+                method,
+                path: f.path,
+                mode: f.mode,
+            });
+        }
+        Ok(Config { sources, destinations, flows })
+    }
+
+    pub fn destination(&self, name: &str) -> Option<&Destination> {
+        self.destinations.get(name)
+    }
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!("{what} name {name:?} must be 1-64 of a-z, 0-9, - and _")))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,127 @@
+use super::*;
+
+const SOURCES: &str = r#"
+[sources.stripe]
+scheme = "stripe"
+event_id = "/id"
+event_type = "/type"
+
+[destinations.crm]
+base_url = "http://127.0.0.1:3001/"
+"#;
+
+fn files(rel: &str) -> Result<String, ConfigError> {
+    match rel {
+        "m.jq" => Ok("{email: .data.object.receipt_email}".to_owned()),
+        "bad.jq" => Ok("{email: .data.object.receipt_email".to_owned()),
+        "c.json" => Ok(r#"{"type":"object","required":["email"]}"#.to_owned()),
+        "notjson.json" => Ok("{".to_owned()),
+        other => Err(ConfigError::Read { path: other.to_owned(), message: "no such file".to_owned() }),
+    }
+}
+
+fn with_flow(flow: &str) -> Result<Config, ConfigError> {
+    Config::parse("test.toml", &format!("{SOURCES}\n[[flows]]\n{flow}"), files)
+}
+
+const GOOD_FLOW: &str = r#"
+name = "f"
+version = 1
+source = "stripe"
+mapping = "m.jq"
+contract = "c.json"
+destination = "crm"
+path = "/api/contacts"
+"#;
+
+#[test]
+fn the_bundled_flow_file_loads_and_declares_the_example_flow() {
+    let config = Config::bundled().expect("bundled config must be valid");
+    let flow = config.flows.iter().find(|f| f.name == "stripe-payment-to-crm-contact").unwrap();
+    assert_eq!(flow.method, http::Method::POST);
+    assert_eq!(flow.path, "/api/contacts");
+    assert!(flow.accepts_type("payment_intent.succeeded"));
+    assert!(!flow.accepts_type("charge.refunded"));
+    assert!(config.sources.contains_key("stripe"));
+    assert_eq!(config.sources["stripe"].secret, "source/stripe");
+}
+
+#[test]
+fn the_checked_in_flow_file_loads_from_disk() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/flows.toml");
+    let config = Config::load(&path).unwrap();
+    assert!(!config.flows.is_empty());
+}
+
+#[test]
+fn a_valid_flow_is_resolved_with_defaults() {
+    let config = with_flow(GOOD_FLOW).unwrap();
+    let flow = &config.flows[0];
+    assert_eq!(flow.mode, Mode::Live);
+    assert!(flow.accepts_type("anything"), "no event_types means every type");
+    assert_eq!(config.destinations["crm"].base_url, "http://127.0.0.1:3001", "trailing slash trimmed");
+    assert_eq!(config.destinations["crm"].retry, RetryPolicy::default());
+}
+
+#[test]
+fn a_flow_naming_an_unknown_source_or_destination_is_refused() {
+    let e = with_flow(&GOOD_FLOW.replace("source = \"stripe\"", "source = \"github\"")).unwrap_err();
+    assert!(e.to_string().contains("unknown source"), "{e}");
+    let e = with_flow(&GOOD_FLOW.replace("destination = \"crm\"", "destination = \"erp\"")).unwrap_err();
+    assert!(e.to_string().contains("unknown destination"), "{e}");
+}
+
+#[test]
+fn a_mapping_that_does_not_compile_is_refused_at_load() {
+    let e = with_flow(&GOOD_FLOW.replace("m.jq", "bad.jq")).unwrap_err();
+    assert!(matches!(e, ConfigError::Mapping(_)), "{e}");
+}
+
+#[test]
+fn a_missing_file_or_a_contract_that_is_not_json_is_refused() {
+    let e = with_flow(&GOOD_FLOW.replace("m.jq", "missing.jq")).unwrap_err();
+    assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+    let e = with_flow(&GOOD_FLOW.replace("c.json", "notjson.json")).unwrap_err();
+    assert!(e.to_string().contains("contract notjson.json"), "{e}");
+}
+
+#[test]
+fn a_misspelt_flow_key_is_refused_rather_than_ignored() {
+    let e = with_flow(&format!("{GOOD_FLOW}\nmdoe = \"dark\"")).unwrap_err();
+    assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+}
+
+#[test]
+fn a_flow_declared_twice_is_refused() {
+    let text = format!("{SOURCES}\n[[flows]]\n{GOOD_FLOW}\n[[flows]]\n{GOOD_FLOW}");
+    let e = Config::parse("t.toml", &text, files).unwrap_err();
+    assert!(e.to_string().contains("declared twice"), "{e}");
+}
+
+#[test]
+fn bad_paths_methods_and_names_are_refused() {
+    assert!(with_flow(&GOOD_FLOW.replace("/api/contacts", "api/contacts")).is_err());
+    assert!(with_flow(&format!("{GOOD_FLOW}\nmethod = \"P O S T\"")).is_err());
+    assert!(with_flow(&GOOD_FLOW.replace("name = \"f\"", "name = \"F!\"")).is_err());
+}
+
+#[test]
+fn a_source_event_id_that_is_not_a_json_pointer_is_refused() {
+    let text = SOURCES.replace("event_id = \"/id\"", "event_id = \"id\"");
+    let e = Config::parse("t.toml", &text, files).unwrap_err();
+    assert!(e.to_string().contains("JSON pointer"), "{e}");
+}
+
+#[test]
+fn an_unknown_signature_scheme_is_refused() {
+    let text = SOURCES.replace("scheme = \"stripe\"", "scheme = \"carrier-pigeon\"");
+    assert!(Config::parse("t.toml", &text, files).is_err());
+}
+
+#[test]
+fn a_destination_with_a_non_http_url_or_zero_budget_is_refused() {
+    let text = SOURCES.replace("http://127.0.0.1:3001/", "ftp://x");
+    assert!(Config::parse("t.toml", &text, files).is_err());
+    let text = format!("{SOURCES}retry = {{ max_attempts = 0 }}\n");
+    assert!(Config::parse("t.toml", &text, files).is_err());
+}

@@ -1,0 +1,194 @@
+//! The ledger on DynamoDB: one conditional write per claim, the old item returned on a
+//! conflict (`ReturnValuesOnConditionCheckFailure=ALL_OLD`) so a duplicate costs no
+//! second read.
+//!
+//! Claims use `UpdateItem` rather than Powertools' `PutItem` so that `attempts` and
+//! `created_at` survive a retry: the ledger is also the trace of the event.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+
+use super::*;
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Debug, Clone)]
+pub struct DynamoLedger {
+    client: Client,
+    table: String,
+}
+
+impl DynamoLedger {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    async fn finish(
+        &self,
+        key: &RecordKey,
+        status: Status,
+        fields: &[(&str, AttributeValue)],
+        now_ms: i64,
+    ) -> Result<(), LedgerError> {
+        let mut update = String::from("SET #st = :st, updated_at = :now");
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&key.pk))
+            .key("sk", s(&key.sk))
+            // Only finish a record that exists: never create a half-record here.
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":st", s(status.as_str()))
+            .expression_attribute_values(":now", n(now_ms));
+        for (i, (name, value)) in fields.iter().enumerate() {
+            update.push_str(&format!(", {name} = :v{i}"));
+            req = req.expression_attribute_values(format!(":v{i}"), value.clone());
+        }
+        update.push_str(" REMOVE ipx");
+        req.update_expression(update).send().await.map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> LedgerError {
+    LedgerError::Unavailable(DisplayErrorContext(e).to_string())
+}
+
+fn get_s(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n(item: &Item, name: &str) -> Option<i64> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+fn record_from_item(item: &Item) -> Result<LedgerRecord, LedgerError> {
+    let pk = get_s(item, "pk").unwrap_or_default();
+    let sk = get_s(item, "sk").unwrap_or_default();
+    let corrupt = |message: &str| LedgerError::Corrupt { pk: pk.clone(), sk: sk.clone(), message: message.to_owned() };
+    let status = get_s(item, "status").and_then(|v| Status::parse(&v)).ok_or_else(|| corrupt("bad status"))?;
+    Ok(LedgerRecord {
+        status,
+        attempts: get_n(item, "attempts").unwrap_or(0).try_into().unwrap_or(0),
+        payload_hash: get_s(item, "payload_hash").unwrap_or_default(),
+        correlation_id: get_s(item, "correlation_id"),
+        flow: get_s(item, "flow"),
+        destination: get_s(item, "destination"),
+        summary: get_s(item, "summary"),
+        error_class: get_s(item, "error_class"),
+        reason: get_s(item, "reason"),
+        created_at_ms: get_n(item, "created_at").unwrap_or(0),
+        updated_at_ms: get_n(item, "updated_at").unwrap_or(0),
+        in_progress_until_ms: get_n(item, "ipx"),
+        expires_at_s: get_n(item, "expires_at").ok_or_else(|| corrupt("no expires_at"))?,
+        key: RecordKey { pk: pk.clone(), sk: sk.clone() },
+    })
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoLedger {
+    async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome, LedgerError> {
+        let mut update = String::from(
+            "SET #st = :ip, ipx = :ipx, payload_hash = :h, expires_at = :exp, updated_at = :now, \
+             created_at = if_not_exists(created_at, :now), attempts = if_not_exists(attempts, :zero) + :one, \
+             correlation_id = :cid",
+        );
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&request.key.pk))
+            .key("sk", s(&request.key.sk))
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at <= :now_s OR \
+                 (payload_hash = :h AND (#st = :failed OR (#st = :ip AND ipx < :now)))",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":ip", s(Status::InProgress.as_str()))
+            .expression_attribute_values(":failed", s(Status::Failed.as_str()))
+            .expression_attribute_values(":ipx", n(request.in_progress_until_ms))
+            .expression_attribute_values(":h", s(&request.payload_hash))
+            .expression_attribute_values(":exp", n(request.expires_at_s))
+            .expression_attribute_values(":now", n(request.now_ms))
+            .expression_attribute_values(":now_s", n(request.now_ms / 1000))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":cid", s(&request.correlation_id));
+        if let Some(flow) = &request.flow {
+            update.push_str(", flow = :flow");
+            req = req.expression_attribute_values(":flow", s(flow));
+        }
+        if let Some(dest) = &request.destination {
+            update.push_str(", destination = :dest");
+            req = req.expression_attribute_values(":dest", s(dest));
+        }
+        let result = req
+            .update_expression(update)
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let attempt = out.attributes().and_then(|a| get_n(a, "attempts")).unwrap_or(1);
+                Ok(ClaimOutcome::Claimed { attempt: attempt.try_into().unwrap_or(1) })
+            }
+            Err(SdkError::ServiceError(ctx)) if matches!(ctx.err(), UpdateItemError::ConditionalCheckFailedException(_)) => {
+                let UpdateItemError::ConditionalCheckFailedException(e) = ctx.err() else { unreachable!() };
+                let old = e.item().ok_or_else(|| {
+                    LedgerError::Unavailable("conditional check failed without the old item".to_owned())
+                })?;
+                let existing = record_from_item(old)?;
+                // The write was refused, so the old record must be a live conflict; if
+                // the state machine disagrees (clock skew between writers) retry later.
+                Ok(conflict_outcome(&existing, request).unwrap_or(ClaimOutcome::InProgress))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn complete(&self, key: &RecordKey, summary: &str, now_ms: i64) -> Result<(), LedgerError> {
+        self.finish(key, Status::Completed, &[("summary", s(summary))], now_ms).await
+    }
+
+    async fn release(&self, key: &RecordKey, class: FailureClass, reason: &str, now_ms: i64) -> Result<(), LedgerError> {
+        self.finish(key, Status::Failed, &[("error_class", s(class.as_str())), ("reason", s(reason))], now_ms).await
+    }
+
+    async fn park(&self, key: &RecordKey, class: FailureClass, reason: &str, now_ms: i64) -> Result<(), LedgerError> {
+        self.finish(key, Status::Parked, &[("error_class", s(class.as_str())), ("reason", s(reason))], now_ms).await
+    }
+
+    async fn history(&self, pk: &str) -> Result<Vec<LedgerRecord>, LedgerError> {
+        let mut records = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(pk))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            records.push(record_from_item(&item.map_err(unavailable)?)?);
+        }
+        Ok(records)
+    }
+}

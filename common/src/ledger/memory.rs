@@ -1,0 +1,104 @@
+//! An in-memory ledger for unit tests of pure logic. Same state machine as DynamoDB
+//! (via `conflict_outcome`); the DynamoDB adapter itself is tested end to end.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::*;
+
+#[derive(Debug, Default)]
+pub struct MemoryLedger {
+    records: Mutex<BTreeMap<(String, String), LedgerRecord>>,
+}
+
+impl MemoryLedger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn update(&self, key: &RecordKey, f: impl FnOnce(&mut LedgerRecord)) -> Result<(), LedgerError> {
+        let mut records = self.records.lock().expect("ledger lock");
+        match records.get_mut(&(key.pk.clone(), key.sk.clone())) {
+            Some(r) => {
+                f(r);
+                Ok(())
+            }
+            None => Err(LedgerError::Corrupt { pk: key.pk.clone(), sk: key.sk.clone(), message: "no such record".into() }),
+        }
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryLedger {
+    async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome, LedgerError> {
+        let mut records = self.records.lock().expect("ledger lock");
+        let k = (request.key.pk.clone(), request.key.sk.clone());
+        let previous_attempts = match records.get(&k) {
+            Some(existing) => {
+                if let Some(outcome) = conflict_outcome(existing, request) {
+                    return Ok(outcome);
+                }
+                existing.attempts
+            }
+            None => 0,
+        };
+        let created = records.get(&k).map_or(request.now_ms, |r| r.created_at_ms);
+        let attempt = previous_attempts + 1;
+        records.insert(
+            k,
+            LedgerRecord {
+                key: request.key.clone(),
+                status: Status::InProgress,
+                attempts: attempt,
+                payload_hash: request.payload_hash.clone(),
+                correlation_id: Some(request.correlation_id.clone()),
+                flow: request.flow.clone(),
+                destination: request.destination.clone(),
+                summary: None,
+                error_class: None,
+                reason: None,
+                created_at_ms: created,
+                updated_at_ms: request.now_ms,
+                in_progress_until_ms: Some(request.in_progress_until_ms),
+                expires_at_s: request.expires_at_s,
+            },
+        );
+        Ok(ClaimOutcome::Claimed { attempt })
+    }
+
+    async fn complete(&self, key: &RecordKey, summary: &str, now_ms: i64) -> Result<(), LedgerError> {
+        self.update(key, |r| {
+            r.status = Status::Completed;
+            r.summary = Some(summary.to_owned());
+            r.updated_at_ms = now_ms;
+            r.in_progress_until_ms = None;
+        })
+    }
+
+    async fn release(&self, key: &RecordKey, class: FailureClass, reason: &str, now_ms: i64) -> Result<(), LedgerError> {
+        self.update(key, |r| {
+            r.status = Status::Failed;
+            r.error_class = Some(class.as_str().to_owned());
+            r.reason = Some(reason.to_owned());
+            r.updated_at_ms = now_ms;
+            r.in_progress_until_ms = None;
+        })
+    }
+
+    async fn park(&self, key: &RecordKey, class: FailureClass, reason: &str, now_ms: i64) -> Result<(), LedgerError> {
+        self.update(key, |r| {
+            r.status = Status::Parked;
+            r.error_class = Some(class.as_str().to_owned());
+            r.reason = Some(reason.to_owned());
+            r.updated_at_ms = now_ms;
+            r.in_progress_until_ms = None;
+        })
+    }
+
+    async fn history(&self, pk: &str) -> Result<Vec<LedgerRecord>, LedgerError> {
+        let records = self.records.lock().expect("ledger lock");
+        Ok(records.values().filter(|r| r.key.pk == pk).cloned().collect())
+    }
+}

@@ -1,0 +1,165 @@
+//! Idempotency records, which are also the event ledger (DESIGN.md).
+//!
+//! One table, keyed so that one Query by `pk` returns an event's whole history:
+//! `pk = EVT#{source}#{event_id}`, `sk = INTAKE` | `DELIVERY#{flow}#v{version}`.
+//! A record holds ids, statuses, times, attempts and error class/reason — never a
+//! payload (only its hash) and never a secret.
+//!
+//! The state machine is Powertools': a claim succeeds for a new key, an expired
+//! record, a released (`FAILED`) record, or an `INPROGRESS` record whose in-progress
+//! expiry has passed (its worker died). Key derivation stays with the callers.
+
+mod dynamo;
+mod memory;
+
+pub use dynamo::DynamoLedger;
+pub use memory::MemoryLedger;
+
+use async_trait::async_trait;
+
+use crate::failure::FailureClass;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordKey {
+    pub pk: String,
+    pub sk: String,
+}
+
+impl RecordKey {
+    pub fn event_pk(source: &str, event_id: &str) -> String {
+        format!("EVT#{source}#{event_id}")
+    }
+
+    pub fn intake(source: &str, event_id: &str) -> Self {
+        Self { pk: Self::event_pk(source, event_id), sk: "INTAKE".to_owned() }
+    }
+
+    pub fn delivery(source: &str, event_id: &str, flow: &str, flow_version: u32) -> Self {
+        Self { pk: Self::event_pk(source, event_id), sk: format!("DELIVERY#{flow}#v{flow_version}") }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    InProgress,
+    Completed,
+    /// Released after a retryable failure: the next attempt may claim it.
+    Failed,
+    /// Terminal: sent to a DLQ with its reason.
+    Parked,
+    /// TTL passed (DynamoDB deletes lazily, so expiry is checked by us, not trusted to TTL).
+    Expired,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::InProgress => "INPROGRESS",
+            Status::Completed => "COMPLETED",
+            Status::Failed => "FAILED",
+            Status::Parked => "PARKED",
+            Status::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "INPROGRESS" => Status::InProgress,
+            "COMPLETED" => Status::Completed,
+            "FAILED" => Status::Failed,
+            "PARKED" => Status::Parked,
+            "EXPIRED" => Status::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// Everything a claim needs; times are passed in so the logic is testable.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub key: RecordKey,
+    pub payload_hash: String,
+    pub now_ms: i64,
+    /// When this claim may be taken over if not completed: the Lambda's deadline.
+    pub in_progress_until_ms: i64,
+    /// TTL of the record, epoch seconds.
+    pub expires_at_s: i64,
+    pub correlation_id: String,
+    pub flow: Option<String>,
+    pub destination: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// Ours to process; `attempt` counts claims of this key, starting at 1.
+    Claimed { attempt: u32 },
+    AlreadyCompleted { summary: Option<String> },
+    /// Another worker holds a live claim.
+    InProgress,
+    /// Same key, different payload: refused.
+    PayloadMismatch,
+    AlreadyParked { reason: Option<String> },
+}
+
+/// A ledger record as read back (for the trace tool and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRecord {
+    pub key: RecordKey,
+    pub status: Status,
+    pub attempts: u32,
+    pub payload_hash: String,
+    pub correlation_id: Option<String>,
+    pub flow: Option<String>,
+    pub destination: Option<String>,
+    pub summary: Option<String>,
+    pub error_class: Option<String>,
+    pub reason: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub in_progress_until_ms: Option<i64>,
+    pub expires_at_s: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The store could not be reached or refused the call: always retryable.
+    #[error("ledger unavailable: {0}")]
+    Unavailable(String),
+    #[error("ledger record {pk}/{sk} is malformed: {message}")]
+    Corrupt { pk: String, sk: String, message: String },
+}
+
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome, LedgerError>;
+    async fn complete(&self, key: &RecordKey, summary: &str, now_ms: i64) -> Result<(), LedgerError>;
+    /// Gives the claim back after a retryable failure; the failure is kept for the trace.
+    async fn release(&self, key: &RecordKey, class: FailureClass, reason: &str, now_ms: i64)
+        -> Result<(), LedgerError>;
+    /// Terminal: no claim will succeed again (until the record expires).
+    async fn park(&self, key: &RecordKey, class: FailureClass, reason: &str, now_ms: i64) -> Result<(), LedgerError>;
+    /// An event's whole history, in key order.
+    async fn history(&self, pk: &str) -> Result<Vec<LedgerRecord>, LedgerError>;
+}
+
+/// Decides what a conflicting existing record means for a claim. Shared by every
+/// implementation so that the state machine is written once.
+pub(crate) fn conflict_outcome(existing: &LedgerRecord, request: &ClaimRequest) -> Option<ClaimOutcome> {
+    if existing.expires_at_s <= request.now_ms / 1000 {
+        return None;
+    }
+    if existing.payload_hash != request.payload_hash {
+        return Some(ClaimOutcome::PayloadMismatch);
+    }
+    match existing.status {
+        Status::Completed => Some(ClaimOutcome::AlreadyCompleted { summary: existing.summary.clone() }),
+        Status::Parked => Some(ClaimOutcome::AlreadyParked { reason: existing.reason.clone() }),
+        Status::InProgress if existing.in_progress_until_ms.unwrap_or(0) > request.now_ms => {
+            Some(ClaimOutcome::InProgress)
+        }
+        Status::InProgress | Status::Failed | Status::Expired => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

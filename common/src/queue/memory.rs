@@ -1,0 +1,39 @@
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::*;
+
+/// Records what was sent, for unit tests of the handlers' logic. `fail_sends` makes
+/// every send fail, to test what a handler does when a queue is down.
+#[derive(Debug, Default)]
+pub struct MemoryQueue {
+    pub sent: Mutex<Vec<(String, OutboundMessage)>>,
+    pub visibility: Mutex<Vec<(String, String, i32)>>,
+    pub fail_sends: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryQueue {
+    pub fn sent_to(&self, queue_url: &str) -> Vec<OutboundMessage> {
+        let sent = self.sent.lock().expect("queue lock");
+        sent.iter().filter(|(q, _)| q == queue_url).map(|(_, m)| m.clone()).collect()
+    }
+}
+
+#[async_trait]
+impl Queue for MemoryQueue {
+    async fn send_all(&self, queue_url: &str, messages: &[OutboundMessage]) -> Result<(), QueueError> {
+        if self.fail_sends.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(QueueError::Unavailable("queue is down (test)".to_owned()));
+        }
+        let mut sent = self.sent.lock().expect("queue lock");
+        sent.extend(messages.iter().map(|m| (queue_url.to_owned(), m.clone())));
+        Ok(())
+    }
+
+    async fn set_visibility(&self, queue_url: &str, receipt_handle: &str, seconds: i32) -> Result<(), QueueError> {
+        let mut v = self.visibility.lock().expect("queue lock");
+        v.push((queue_url.to_owned(), receipt_handle.to_owned(), seconds));
+        Ok(())
+    }
+}

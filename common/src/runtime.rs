@@ -1,0 +1,40 @@
+//! What every `main.rs` does once per container: JSON logs, the SDK config, clocks.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing_subscriber::EnvFilter;
+
+/// Structured JSON logs on stdout, one object per line, with the fields of the
+/// enclosing spans (correlation id, event id, flow, destination) on every line.
+/// `RUST_LOG` sets the level (default `info`).
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // A second init (tests, the local runner) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .flatten_event(true)
+        .with_target(false)
+        .try_init();
+}
+
+/// The SDK config from the environment; `AWS_ENDPOINT_URL` points it at a local
+/// endpoint, with nothing else changed.
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A required environment variable, or a message that says which one is missing.
+pub fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+}

@@ -1,0 +1,66 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_common::config::Config;
+use switchyard_common::ledger::{DynamoLedger, IdempotencyStore};
+use switchyard_common::names::Stage;
+use switchyard_common::queue::{Queue, SqsQueue};
+use switchyard_common::runtime::env;
+use switchyard_common::secrets::{AwsSecrets, CachedSecrets, SecretSource};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub ledger_ttl: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { ledger_ttl: Duration::from_secs(7 * 24 * 3600) }
+    }
+}
+
+pub struct Deps {
+    pub config: Arc<Config>,
+    pub stage: Stage,
+    pub ledger: Arc<dyn IdempotencyStore>,
+    pub queue: Arc<dyn Queue>,
+    pub secrets: Arc<dyn SecretSource>,
+    pub http: reqwest::Client,
+    /// The queue this dispatcher consumes (for visibility changes).
+    pub dispatch_queue_url: String,
+    pub dispatch_dlq_url: String,
+    pub settings: Settings,
+}
+
+impl Deps {
+    /// Reads `SWITCHYARD_STAGE`, `SWITCHYARD_LEDGER_TABLE`, `SWITCHYARD_DISPATCH_QUEUE_URL`,
+    /// `SWITCHYARD_DISPATCH_DLQ_URL`, optional `SWITCHYARD_SECRET_MAX_AGE_SECS` and the flow file.
+    pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, String> {
+        let max_age = std::env::var("SWITCHYARD_SECRET_MAX_AGE_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::from_secs(300));
+        Ok(Self {
+            config: Arc::new(Config::from_env().map_err(|e| format!("flow file: {e}"))?),
+            stage: Stage::new(&env("SWITCHYARD_STAGE")?).map_err(|e| e.to_string())?,
+            ledger: Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), env("SWITCHYARD_LEDGER_TABLE")?)),
+            queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk))),
+            secrets: Arc::new(CachedSecrets::new(AwsSecrets::new(aws_sdk_secretsmanager::Client::new(sdk)), max_age)),
+            http: http_client(),
+            dispatch_queue_url: env("SWITCHYARD_DISPATCH_QUEUE_URL")?,
+            dispatch_dlq_url: env("SWITCHYARD_DISPATCH_DLQ_URL")?,
+            settings: Settings::default(),
+        })
+    }
+}
+
+/// One client per container: connection pooling across invocations.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}

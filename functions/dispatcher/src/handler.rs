@@ -1,0 +1,200 @@
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use switchyard_common::backoff;
+use switchyard_common::batch::{process_batch, RecordResult};
+use switchyard_common::envelope::{sha256_hex, Delivery, Mode};
+use switchyard_common::failure::{Failure, FailureClass};
+use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey};
+use switchyard_common::metrics;
+use switchyard_common::queue::OutboundMessage;
+use switchyard_common::runtime::now_ms;
+use tracing::{info, warn, Instrument};
+
+use crate::call::deliver;
+use crate::Deps;
+
+/// Handles one batch from the dispatch queue. `deadline_ms` is the invocation's
+/// deadline: a claim not completed by then may be taken over.
+pub async fn handle(deps: &Deps, event: SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
+    process_batch(&event, |m| handle_record(deps, m, deadline_ms)).await
+}
+
+fn receive_count(message: &SqsMessage) -> u32 {
+    message.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1)
+}
+
+async fn handle_record(deps: &Deps, message: &SqsMessage, deadline_ms: i64) -> RecordResult {
+    let body = message.body.as_deref().unwrap_or_default();
+    let delivery = match Delivery::from_json(body) {
+        Ok(d) => d,
+        Err(e) => {
+            let failure = Failure::terminal(e.to_string());
+            return park(deps, dlq_message(body, &failure, receive_count(message)), &failure).await;
+        }
+    };
+    let span = tracing::info_span!(
+        "delivery",
+        correlation_id = %delivery.correlation_id,
+        event_id = %delivery.event_id,
+        flow = %delivery.flow,
+        destination = %delivery.destination,
+    );
+    dispatch(deps, message, &delivery, deadline_ms).instrument(span).await
+}
+
+async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadline_ms: i64) -> RecordResult {
+    let attempt = receive_count(message);
+    let dlq = |failure: &Failure| {
+        dlq_message(message.body.as_deref().unwrap_or_default(), failure, attempt)
+            .attribute("correlation_id", &delivery.correlation_id)
+            .attribute("event_id", &delivery.event_id)
+            .attribute("flow", &delivery.flow)
+            .attribute("destination", &delivery.destination)
+    };
+    let Some(destination) = deps.config.destination(&delivery.destination) else {
+        let failure = Failure::terminal(format!("unknown destination {:?}", delivery.destination));
+        return park(deps, dlq(&failure), &failure).await;
+    };
+
+    let now = now_ms();
+    let key = RecordKey::delivery(&delivery.source, &delivery.event_id, &delivery.flow, delivery.flow_version);
+    let claim = ClaimRequest {
+        key: key.clone(),
+        payload_hash: payload_hash(delivery),
+        now_ms: now,
+        in_progress_until_ms: deadline_ms.max(now + 1_000),
+        expires_at_s: now / 1000 + deps.settings.ledger_ttl.as_secs() as i64,
+        correlation_id: delivery.correlation_id.clone(),
+        flow: Some(delivery.flow.clone()),
+        destination: Some(delivery.destination.clone()),
+    };
+    match deps.ledger.claim(&claim).await {
+        Ok(ClaimOutcome::Claimed { .. }) => {}
+        Ok(ClaimOutcome::AlreadyCompleted { summary }) => {
+            info!(summary = summary.as_deref().unwrap_or_default(), "already delivered; acknowledged");
+            return RecordResult::Done;
+        }
+        Ok(ClaimOutcome::AlreadyParked { .. }) => {
+            info!("already parked; acknowledged");
+            return RecordResult::Done;
+        }
+        Ok(ClaimOutcome::InProgress) => {
+            info!("another worker holds this delivery; will look again");
+            return retry_later(deps, message, destination, &Failure::transient("in progress elsewhere"), attempt).await;
+        }
+        Ok(ClaimOutcome::PayloadMismatch) => {
+            let failure = Failure::terminal("payload_mismatch");
+            return park(deps, dlq(&failure), &failure).await;
+        }
+        Err(e) => {
+            warn!(error = %e, "ledger unavailable; will retry");
+            return retry_later(deps, message, destination, &Failure::transient(e.to_string()), attempt).await;
+        }
+    }
+
+    if delivery.mode == Mode::Dark {
+        let summary = format!("dark: would {} {}{}", delivery.method, destination.base_url, delivery.path);
+        info!(%summary, "dark mode: not sent");
+        finish(deps, &key, &summary).await;
+        return RecordResult::Done;
+    }
+
+    match deliver(deps, destination, delivery).await {
+        Ok(done) => {
+            info!(status = done.status, attempt, "delivered");
+            metrics::count("Delivered", 1, &[("Flow", &delivery.flow)]);
+            finish(deps, &key, &format!("HTTP {}", done.status)).await;
+            RecordResult::Done
+        }
+        Err(failure) if failure.is_terminal() => {
+            let result = park(deps, dlq(&failure), &failure).await;
+            // Parked only once the DLQ holds it; otherwise released for the retry.
+            mark(deps, &key, &failure, result == RecordResult::Done).await;
+            result
+        }
+        Err(failure) => {
+            if failure.class == FailureClass::Auth {
+                warn!(permission_failure = true, reason = %failure.reason, "credentials refused after a refresh");
+                metrics::count("PermissionFailure", 1, &[("Destination", &destination.name)]);
+            }
+            if attempt >= destination.retry.max_attempts {
+                let spent = Failure::terminal(format!(
+                    "retry budget exhausted after {attempt} attempts; last error: {}",
+                    failure.reason
+                ));
+                let result = park(deps, dlq(&spent), &spent).await;
+                mark(deps, &key, &spent, result == RecordResult::Done).await;
+                return result;
+            }
+            mark(deps, &key, &failure, false).await;
+            retry_later(deps, message, destination, &failure, attempt).await
+        }
+    }
+}
+
+/// The payload a delivery claim is bound to: what the destination would receive.
+fn payload_hash(d: &Delivery) -> String {
+    let canonical = serde_json::json!([d.method, d.destination, d.path, d.idempotency_key, d.body]);
+    sha256_hex(canonical.to_string().as_bytes())
+}
+
+async fn finish(deps: &Deps, key: &RecordKey, summary: &str) {
+    if let Err(e) = deps.ledger.complete(key, summary, now_ms()).await {
+        // Delivered already; a redelivery would find the claim lapsed and call again,
+        // which the destination's Idempotency-Key handling absorbs.
+        warn!(error = %e, "could not mark the delivery completed");
+    }
+}
+
+/// Records a failure in the ledger: parked (terminal) or released for the next attempt.
+async fn mark(deps: &Deps, key: &RecordKey, failure: &Failure, parked: bool) {
+    let result = if parked {
+        deps.ledger.park(key, failure.class, &failure.reason, now_ms()).await
+    } else {
+        deps.ledger.release(key, failure.class, &failure.reason, now_ms()).await
+    };
+    if let Err(e) = result {
+        warn!(error = %e, "could not record the failure; the claim lapses at the deadline");
+    }
+}
+
+/// Leaves the message for another attempt, visible again after the backoff.
+async fn retry_later(
+    deps: &Deps,
+    message: &SqsMessage,
+    destination: &switchyard_common::config::Destination,
+    failure: &Failure,
+    attempt: u32,
+) -> RecordResult {
+    let delay = backoff::delay(&destination.retry, attempt, failure.retry_after, &mut rand::rng());
+    let secs = backoff::as_visibility_secs(delay);
+    if let Some(handle) = message.receipt_handle.as_deref() {
+        if let Err(e) = deps.queue.set_visibility(&deps.dispatch_queue_url, handle, secs).await {
+            warn!(error = %e, "could not set the retry delay; the queue's visibility timeout applies");
+        }
+    }
+    info!(reason = %failure.reason, class = %failure.class, attempt, retry_in_secs = secs, "will retry");
+    metrics::count("Retries", 1, &[("Destination", &destination.name)]);
+    RecordResult::Retry
+}
+
+fn dlq_message(body: &str, failure: &Failure, attempts: u32) -> OutboundMessage {
+    OutboundMessage::new(body)
+        .attribute("reason", &failure.reason)
+        .attribute("error_class", failure.class.as_str())
+        .attribute("attempts", attempts.to_string())
+        .attribute("stage", "dispatcher")
+}
+
+async fn park(deps: &Deps, dlq: OutboundMessage, failure: &Failure) -> RecordResult {
+    match deps.queue.send(&deps.dispatch_dlq_url, &dlq).await {
+        Ok(()) => {
+            warn!(reason = %failure.reason, class = %failure.class, "parked in the dispatch DLQ");
+            metrics::count("Parked", 1, &[("Stage", "dispatcher")]);
+            RecordResult::Done
+        }
+        Err(e) => {
+            warn!(error = %e, "could not park; will retry");
+            RecordResult::Retry
+        }
+    }
+}

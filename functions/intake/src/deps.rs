@@ -1,0 +1,65 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_common::config::Config;
+use switchyard_common::ledger::{DynamoLedger, IdempotencyStore};
+use switchyard_common::names::Stage;
+use switchyard_common::queue::{Queue, SqsQueue};
+use switchyard_common::runtime::env;
+use switchyard_common::secrets::{AwsSecrets, CachedSecrets, SecretSource};
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Larger bodies get 413. The envelope must still fit an SQS message (256 KiB).
+    pub max_body_bytes: usize,
+    /// How long the ledger remembers an event (deduplication window).
+    pub ledger_ttl: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_body_bytes: 200 * 1024, ledger_ttl: Duration::from_secs(7 * 24 * 3600) }
+    }
+}
+
+/// Everything the handler uses, built once per container.
+pub struct Deps {
+    pub config: Arc<Config>,
+    pub stage: Stage,
+    pub ledger: Arc<dyn IdempotencyStore>,
+    pub queue: Arc<dyn Queue>,
+    pub secrets: Arc<dyn SecretSource>,
+    pub ingest_queue_url: String,
+    pub limits: Limits,
+}
+
+impl Deps {
+    /// Reads `SWITCHYARD_STAGE`, `SWITCHYARD_LEDGER_TABLE`, `SWITCHYARD_INGEST_QUEUE_URL`,
+    /// optional `SWITCHYARD_MAX_BODY_BYTES`, `SWITCHYARD_SECRET_MAX_AGE_SECS` and the flow
+    /// file (`SWITCHYARD_CONFIG` or the bundled one). Fails with a message naming what is wrong.
+    pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, String> {
+        let stage = Stage::new(&env("SWITCHYARD_STAGE")?).map_err(|e| e.to_string())?;
+        let config = Config::from_env().map_err(|e| format!("flow file: {e}"))?;
+        let mut limits = Limits::default();
+        if let Ok(v) = std::env::var("SWITCHYARD_MAX_BODY_BYTES") {
+            limits.max_body_bytes = v.parse().map_err(|_| "SWITCHYARD_MAX_BODY_BYTES must be a number".to_owned())?;
+        }
+        let max_age = std::env::var("SWITCHYARD_SECRET_MAX_AGE_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::from_secs(300));
+        Ok(Self {
+            config: Arc::new(config),
+            stage,
+            ledger: Arc::new(DynamoLedger::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                env("SWITCHYARD_LEDGER_TABLE")?,
+            )),
+            queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk))),
+            secrets: Arc::new(CachedSecrets::new(AwsSecrets::new(aws_sdk_secretsmanager::Client::new(sdk)), max_age)),
+            ingest_queue_url: env("SWITCHYARD_INGEST_QUEUE_URL")?,
+            limits,
+        })
+    }
+}

@@ -1,0 +1,241 @@
+use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use base64::Engine as _;
+use serde_json::Value;
+use switchyard_common::config::Source;
+use switchyard_common::envelope::{sha256_hex, Envelope};
+use switchyard_common::failure::FailureClass;
+use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey};
+use switchyard_common::queue::OutboundMessage;
+use switchyard_common::runtime::{now_ms, rfc3339};
+use switchyard_common::secrets::VersionStage;
+use switchyard_common::signature::{self, SigningSecret};
+use tracing::{field, info, warn, Instrument};
+
+use crate::respond::{accepted, duplicate, error};
+use crate::Deps;
+
+const MAX_EVENT_ID_LEN: usize = 200;
+
+/// Handles one API Gateway (HTTP API, payload v2) request. Never fails: every outcome
+/// is an answer to the provider. `deadline_ms` is the invocation's deadline, after
+/// which an unfinished claim may be taken over by the provider's retry.
+pub async fn handle(deps: &Deps, req: ApiGatewayV2httpRequest, deadline_ms: i64) -> ApiGatewayV2httpResponse {
+    let correlation_id = correlation_id(&req);
+    let span = tracing::info_span!(
+        "intake",
+        correlation_id = %correlation_id,
+        source = field::Empty,
+        event_id = field::Empty,
+        event_type = field::Empty,
+    );
+    handle_in_span(deps, req, deadline_ms, correlation_id).instrument(span).await
+}
+
+async fn handle_in_span(
+    deps: &Deps,
+    req: ApiGatewayV2httpRequest,
+    deadline_ms: i64,
+    correlation_id: String,
+) -> ApiGatewayV2httpResponse {
+    if req.request_context.http.method != http::Method::POST {
+        return error(405, "method_not_allowed", "webhooks are delivered with POST");
+    }
+    let Some(source_name) = source_name(&req) else {
+        return error(404, "unknown_source", "post to /hooks/{source}");
+    };
+    let Some(source) = deps.config.sources.get(&source_name) else {
+        info!(source = %source_name, "rejected: unknown source");
+        return error(404, "unknown_source", "no source of that name is configured");
+    };
+    tracing::Span::current().record("source", source.name.as_str());
+
+    let body = match body_bytes(&req) {
+        Ok(b) => b,
+        Err(()) => return error(400, "malformed_body", "the body is marked base64 but is not"),
+    };
+    if body.len() > deps.limits.max_body_bytes {
+        info!(bytes = body.len(), "rejected: body too large");
+        return error(413, "body_too_large", &format!("bodies are limited to {} bytes", deps.limits.max_body_bytes));
+    }
+
+    let secrets = match signing_secrets(deps, source).await {
+        Ok(s) => s,
+        Err(message) => {
+            warn!(%message, "secret unavailable; provider will retry");
+            return error(503, "unavailable", "try again later");
+        }
+    };
+    let now = now_ms();
+    let verified = match signature::verify(&source.scheme, &req.headers, &body, &secrets, now / 1000, source.tolerance_secs)
+    {
+        Ok(v) => v,
+        Err(e) if e.is_config_error() => {
+            warn!(code = e.code(), "source secret is unusable");
+            return error(503, "unavailable", "try again later");
+        }
+        Err(e) => {
+            info!(code = e.code(), "rejected: signature");
+            return error(401, e.code(), &e.to_string());
+        }
+    };
+    if verified.key_index > 0 {
+        info!("verified with the previous secret (rotation grace)");
+    }
+
+    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+        info!("rejected: malformed JSON");
+        return error(400, "malformed_json", "the body is not valid JSON");
+    };
+    let event_id = match event_id(source, &payload, verified.event_id.as_deref(), &body) {
+        Ok(id) => id,
+        Err(message) => return error(400, "missing_event_id", message),
+    };
+    let event_type = event_type(source, &payload, &req.headers);
+    tracing::Span::current().record("event_id", event_id.as_str()).record("event_type", event_type.as_str());
+
+    let key = RecordKey::intake(&source.name, &event_id);
+    let claim = ClaimRequest {
+        key: key.clone(),
+        payload_hash: sha256_hex(&body),
+        now_ms: now,
+        in_progress_until_ms: deadline_ms.max(now + 1_000),
+        expires_at_s: now / 1000 + deps.limits.ledger_ttl.as_secs() as i64,
+        correlation_id: correlation_id.clone(),
+        flow: None,
+        destination: None,
+    };
+    match deps.ledger.claim(&claim).await {
+        Ok(ClaimOutcome::Claimed { .. }) => {}
+        Ok(ClaimOutcome::AlreadyCompleted { .. } | ClaimOutcome::AlreadyParked { .. }) => {
+            info!("duplicate");
+            return duplicate(&event_id);
+        }
+        Ok(ClaimOutcome::InProgress) => {
+            return error(409, "in_progress", "this event is being accepted right now; retry later");
+        }
+        Ok(ClaimOutcome::PayloadMismatch) => {
+            warn!("same event id, different body");
+            return error(409, "payload_mismatch", "this event id was accepted with a different body");
+        }
+        Err(e) => {
+            warn!(error = %e, "ledger unavailable; provider will retry");
+            return error(503, "unavailable", "try again later");
+        }
+    }
+
+    let mut envelope = Envelope::new(&source.name, event_id.clone(), event_type.clone(), rfc3339(now), payload, correlation_id.clone());
+    envelope.providerheaders = kept_headers(source, &req.headers);
+    let message = OutboundMessage::new(serde_json::to_string(&envelope).unwrap_or_default())
+        .attribute("correlation_id", &correlation_id)
+        .attribute("event_id", &event_id)
+        .attribute("source", &source.name)
+        .attribute("event_type", &event_type);
+    if let Err(e) = deps.queue.send(&deps.ingest_queue_url, &message).await {
+        // Not durably accepted: give the claim back so the provider's retry is not
+        // taken for a duplicate. If even that fails, the claim lapses at the deadline.
+        warn!(error = %e, "enqueue failed; provider will retry");
+        if let Err(e) = deps.ledger.release(&key, FailureClass::Transient, "enqueue failed", now_ms()).await {
+            warn!(error = %e, "could not release the claim; it lapses at the deadline");
+        }
+        return error(503, "unavailable", "try again later");
+    }
+    if let Err(e) = deps.ledger.complete(&key, "enqueued", now_ms()).await {
+        // The event is on the queue; downstream claims deduplicate a re-send.
+        warn!(error = %e, "could not mark the intake claim completed");
+    }
+    info!("accepted");
+    accepted(&event_id, &correlation_id)
+}
+
+fn source_name(req: &ApiGatewayV2httpRequest) -> Option<String> {
+    if let Some(s) = req.path_parameters.get("source") {
+        return Some(s.clone());
+    }
+    let path = req.raw_path.as_deref().or(req.request_context.http.path.as_deref())?;
+    let rest = &path[path.find("/hooks/")? + "/hooks/".len()..];
+    let name = rest.trim_end_matches('/');
+    (!name.is_empty() && !name.contains('/')).then(|| name.to_owned())
+}
+
+fn body_bytes(req: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, ()> {
+    let body = req.body.as_deref().unwrap_or_default();
+    if req.is_base64_encoded {
+        base64::engine::general_purpose::STANDARD.decode(body).map_err(|_| ())
+    } else {
+        Ok(body.as_bytes().to_vec())
+    }
+}
+
+/// The current secret and, during a rotation, the previous one.
+async fn signing_secrets(deps: &Deps, source: &Source) -> Result<Vec<SigningSecret>, String> {
+    let id = deps.stage.secret_id(&source.secret);
+    let current = deps.secrets.get(&id, VersionStage::Current).await.map_err(|e| e.to_string())?;
+    let mut secrets: Vec<SigningSecret> = current.into_iter().map(|v| SigningSecret::new(v.expose())).collect();
+    match deps.secrets.get(&id, VersionStage::Previous).await {
+        Ok(Some(previous)) => secrets.push(SigningSecret::new(previous.expose())),
+        Ok(None) => {}
+        // The current secret is enough to go on with.
+        Err(e) => warn!(error = %e, "previous secret unavailable"),
+    }
+    Ok(secrets)
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The provider's event id (payload, then header), else a hash of the body so the
+/// same body is still deduplicated.
+fn event_id(source: &Source, payload: &Value, header_id: Option<&str>, body: &[u8]) -> Result<String, &'static str> {
+    let id = match &source.event_id {
+        Some(pointer) => {
+            Some(payload.pointer(pointer).and_then(scalar_text).ok_or("the payload has no event id where the source says")?)
+        }
+        None => header_id.filter(|s| !s.is_empty()).map(str::to_owned),
+    };
+    Ok(match id {
+        Some(id) if id.len() <= MAX_EVENT_ID_LEN && !id.contains('#') => id,
+        Some(id) => format!("sha256:{}", sha256_hex(id.as_bytes())),
+        None => format!("sha256:{}", sha256_hex(body)),
+    })
+}
+
+fn event_type(source: &Source, payload: &Value, headers: &http::HeaderMap) -> String {
+    let from_payload = source.event_type.as_deref().and_then(|p| payload.pointer(p)).and_then(scalar_text);
+    let from_header = || {
+        let name = source.event_type_header.as_deref()?;
+        headers.get(name)?.to_str().ok().filter(|s| !s.is_empty()).map(str::to_owned)
+    };
+    from_payload.or_else(from_header).unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn kept_headers(source: &Source, headers: &http::HeaderMap) -> Option<String> {
+    let kept: serde_json::Map<String, Value> = source
+        .keep_headers
+        .iter()
+        .filter_map(|name| {
+            let v = headers.get(name.as_str())?.to_str().ok()?;
+            Some((name.to_ascii_lowercase(), Value::String(v.to_owned())))
+        })
+        .collect();
+    (!kept.is_empty()).then(|| Value::Object(kept).to_string())
+}
+
+/// A caller-supplied `X-Correlation-Id` is kept if it is a plain token; otherwise a new one.
+fn correlation_id(req: &ApiGatewayV2httpRequest) -> String {
+    req.headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! Intake's logic against in-memory ports. The same paths run against moto's server
+//! in `tests/` (end to end).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use aws_lambda_events::encodings::Body;
+use switchyard_common::config::Config;
+use switchyard_common::ledger::{IdempotencyStore, MemoryLedger, Status};
+use switchyard_common::names::Stage;
+use switchyard_common::queue::MemoryQueue;
+use switchyard_common::secrets::StaticSecrets;
+use switchyard_common::signature::{sign, Scheme};
+
+use super::*;
+use crate::Limits;
+
+const SECRET: &str = "whsec_test";
+const QUEUE: &str = "https://sqs.local/ingest";
+
+struct World {
+    deps: Deps,
+    ledger: Arc<MemoryLedger>,
+    queue: Arc<MemoryQueue>,
+}
+
+fn world() -> World {
+    let ledger = Arc::new(MemoryLedger::new());
+    let queue = Arc::new(MemoryQueue::default());
+    let secrets = StaticSecrets::default()
+        .with("switchyard/dev/source/stripe", VersionStage::Current, SECRET)
+        .with("switchyard/dev/source/stripe", VersionStage::Previous, "whsec_old");
+    let deps = Deps {
+        config: Arc::new(Config::bundled().unwrap()),
+        stage: Stage::new("dev").unwrap(),
+        ledger: ledger.clone(),
+        queue: queue.clone(),
+        secrets: Arc::new(secrets),
+        ingest_queue_url: QUEUE.to_owned(),
+        limits: Limits { max_body_bytes: 4096, ..Limits::default() },
+    };
+    World { deps, ledger, queue }
+}
+
+fn payment(id: &str) -> String {
+    serde_json::json!({"id": id, "type": "payment_intent.succeeded", "data": {"object": {"id": "pi_1"}}}).to_string()
+}
+
+fn request(source: &str, body: &str, secret: &str, timestamp: i64) -> ApiGatewayV2httpRequest {
+    let mut req = ApiGatewayV2httpRequest::default();
+    req.request_context.http.method = http::Method::POST;
+    req.raw_path = Some(format!("/hooks/{source}"));
+    req.path_parameters.insert("source".into(), source.into());
+    for (name, value) in sign(&Scheme::Stripe, &SigningSecret::new(secret), body.as_bytes(), timestamp, "").unwrap() {
+        req.headers.insert(name, value);
+    }
+    req.body = Some(body.to_owned());
+    req
+}
+
+fn signed(body: &str) -> ApiGatewayV2httpRequest {
+    request("stripe", body, SECRET, now_ms() / 1000)
+}
+
+async fn call(w: &World, req: ApiGatewayV2httpRequest) -> (i64, Value) {
+    let r = handle(&w.deps, req, now_ms() + 10_000).await;
+    let body = match r.body {
+        Some(Body::Text(t)) => serde_json::from_str(&t).unwrap(),
+        other => panic!("unexpected body {other:?}"),
+    };
+    (r.status_code, body)
+}
+
+#[tokio::test]
+async fn a_signed_event_is_accepted_enveloped_and_claimed() {
+    let w = world();
+    let (status, body) = call(&w, signed(&payment("evt_1"))).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["event_id"], "evt_1");
+    let sent = w.queue.sent_to(QUEUE);
+    assert_eq!(sent.len(), 1);
+    let envelope = Envelope::from_json(&sent[0].body).unwrap();
+    assert_eq!(envelope.id, "evt_1");
+    assert_eq!(envelope.event_type, "payment_intent.succeeded");
+    assert_eq!(envelope.source_name(), "stripe");
+    assert_eq!(sent[0].attributes["correlation_id"], envelope.correlationid);
+    let history = w.ledger.history(&RecordKey::intake("stripe", "evt_1").pk).await.unwrap();
+    assert_eq!(history[0].status, Status::Completed);
+}
+
+#[tokio::test]
+async fn the_same_event_twice_is_a_duplicate_and_enqueued_once() {
+    let w = world();
+    assert_eq!(call(&w, signed(&payment("evt_1"))).await.0, 202);
+    let (status, body) = call(&w, signed(&payment("evt_1"))).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("duplicate")));
+    assert_eq!(w.queue.sent_to(QUEUE).len(), 1);
+}
+
+#[tokio::test]
+async fn rejected_requests_get_their_documented_status_and_enqueue_nothing() {
+    let w = world();
+    let now = now_ms() / 1000;
+    let mut cases = vec![
+        ("wrong secret", request("stripe", &payment("e"), "whsec_wrong", now), 401, "signature_mismatch"),
+        ("stale", request("stripe", &payment("e"), SECRET, now - 301), 401, "stale_timestamp"),
+        ("future", request("stripe", &payment("e"), SECRET, now + 301), 401, "future_timestamp"),
+        ("unknown source", request("nope", &payment("e"), SECRET, now), 404, "unknown_source"),
+        ("malformed json", signed("{not json"), 400, "malformed_json"),
+        ("too large", signed(&format!("{{\"id\":\"e\",\"pad\":\"{}\"}}", "x".repeat(5000))), 413, "body_too_large"),
+        ("no event id", signed(r#"{"type":"x"}"#), 400, "missing_event_id"),
+    ];
+    let mut unsigned = signed(&payment("e"));
+    unsigned.headers.remove("stripe-signature");
+    cases.push(("unsigned", unsigned, 401, "missing_signature"));
+    let mut get = signed(&payment("e"));
+    get.request_context.http.method = http::Method::GET;
+    cases.push(("GET", get, 405, "method_not_allowed"));
+    for (what, req, want_status, want_code) in cases {
+        let (status, body) = call(&w, req).await;
+        assert_eq!((status, body["error"].as_str().unwrap_or_default()), (want_status, want_code), "{what}: {body}");
+    }
+    assert!(w.queue.sent_to(QUEUE).is_empty());
+}
+
+#[tokio::test]
+async fn an_event_signed_with_the_previous_secret_is_accepted_during_rotation() {
+    let w = world();
+    let (status, _) = call(&w, request("stripe", &payment("evt_2"), "whsec_old", now_ms() / 1000)).await;
+    assert_eq!(status, 202);
+}
+
+#[tokio::test]
+async fn a_failed_enqueue_answers_503_and_the_providers_retry_is_not_a_duplicate() {
+    let w = world();
+    w.queue.fail_sends.store(true, Ordering::SeqCst);
+    assert_eq!(call(&w, signed(&payment("evt_3"))).await.0, 503);
+    w.queue.fail_sends.store(false, Ordering::SeqCst);
+    assert_eq!(call(&w, signed(&payment("evt_3"))).await.0, 202);
+    assert_eq!(w.queue.sent_to(QUEUE).len(), 1);
+}
+
+#[tokio::test]
+async fn a_base64_encoded_body_is_decoded_before_verification() {
+    let w = world();
+    let mut req = signed(&payment("evt_4"));
+    req.body = Some(base64::engine::general_purpose::STANDARD.encode(payment("evt_4")));
+    req.is_base64_encoded = true;
+    assert_eq!(call(&w, req).await.0, 202);
+}
+
+#[test]
+fn the_source_name_comes_from_the_path_when_there_are_no_path_parameters() {
+    let mut req = ApiGatewayV2httpRequest::default();
+    req.raw_path = Some("/prod/hooks/stripe".into());
+    assert_eq!(source_name(&req).as_deref(), Some("stripe"));
+    req.raw_path = Some("/hooks/".into());
+    assert_eq!(source_name(&req), None);
+    req.raw_path = Some("/hooks/a/b".into());
+    assert_eq!(source_name(&req), None);
+}
+
+#[test]
+fn a_correlation_id_header_is_kept_only_when_it_is_a_plain_token() {
+    let mut req = ApiGatewayV2httpRequest::default();
+    req.headers.insert("x-correlation-id", "abc-123".parse().unwrap());
+    assert_eq!(correlation_id(&req), "abc-123");
+    req.headers.insert("x-correlation-id", "a b\"c".parse().unwrap());
+    assert_ne!(correlation_id(&req), "a b\"c");
+}

@@ -1,0 +1,173 @@
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use switchyard_common::batch::{process_batch, RecordResult};
+use switchyard_common::config::{Config, Flow};
+use switchyard_common::envelope::{Delivery, Envelope, Mode};
+use switchyard_common::failure::Failure;
+use switchyard_common::metrics;
+use switchyard_common::queue::OutboundMessage;
+use tracing::{field, info, warn, Instrument};
+
+use crate::Deps;
+
+pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
+    process_batch(&event, |m| handle_record(deps, m)).await
+}
+
+/// What one envelope turned into.
+#[derive(Debug, Default)]
+pub struct Mapped {
+    pub deliveries: Vec<Delivery>,
+    /// Flows whose mapping or contract failed: terminal, with the reason.
+    pub failed: Vec<(String, u32, Failure)>,
+}
+
+/// Runs every matching flow over one envelope. Pure: no I/O, so it is what the golden
+/// fixtures test.
+pub fn map_envelope(config: &Config, envelope: &Envelope) -> Mapped {
+    let mut mapped = Mapped::default();
+    for flow in config.flows.iter().filter(|f| selects(f, envelope)) {
+        match map_one(config, flow, envelope) {
+            Ok(Some(d)) => mapped.deliveries.push(d),
+            Ok(None) => {}
+            Err(failure) => mapped.failed.push((flow.name.clone(), flow.version, failure)),
+        }
+    }
+    mapped
+}
+
+fn selects(flow: &Flow, envelope: &Envelope) -> bool {
+    flow.mode != Mode::Off && flow.source == envelope.source_name() && flow.accepts_type(&envelope.event_type)
+}
+
+/// `Ok(None)`: the flow's filter said no.
+fn map_one(config: &Config, flow: &Flow, envelope: &Envelope) -> Result<Option<Delivery>, Failure> {
+    let data = &envelope.data;
+    if let Some(filter) = &flow.filter {
+        match filter.run_one(data) {
+            Ok(serde_json::Value::Bool(true)) => {}
+            Ok(_) => return Ok(None),
+            Err(e) => return Err(Failure::terminal(e.reason())),
+        }
+    }
+    let body = flow.mapping.run_one(data).map_err(|e| Failure::terminal(e.reason()))?;
+    if let Some(contract) = &flow.contract {
+        contract.validate(&body).map_err(|e| Failure::terminal(e.reason()))?;
+    }
+    let source = envelope.source_name();
+    let idempotency_key = match &flow.idempotency_key {
+        Some(expr) => expr.run_key(data).map_err(|e| Failure::terminal(e.reason()))?,
+        None => Delivery::default_key(source, &envelope.id, &flow.name, flow.version),
+    };
+    let ordering_key = flow.ordering_key.as_ref().map(|e| e.run_key(data)).transpose().map_err(|e| Failure::terminal(e.reason()))?;
+    let destination = config.destination(&flow.destination).map(|d| d.name.clone()).unwrap_or_default();
+    Ok(Some(Delivery {
+        delivery_id: format!("{source}:{}:{}:v{}", envelope.id, flow.name, flow.version),
+        event_id: envelope.id.clone(),
+        source: source.to_owned(),
+        event_type: envelope.event_type.clone(),
+        correlation_id: envelope.correlationid.clone(),
+        flow: flow.name.clone(),
+        flow_version: flow.version,
+        destination,
+        method: flow.method.to_string(),
+        path: flow.path.clone(),
+        mode: flow.mode,
+        idempotency_key,
+        ordering_key,
+        body,
+    }))
+}
+
+async fn handle_record(deps: &Deps, message: &SqsMessage) -> RecordResult {
+    let body = message.body.as_deref().unwrap_or_default();
+    let envelope = match Envelope::from_json(body) {
+        Ok(e) => e,
+        Err(e) => {
+            let failure = Failure::terminal(e.to_string());
+            let dlq = dlq_message(body, &failure, None, None, message);
+            return park(deps, dlq, &failure).await;
+        }
+    };
+    let span = tracing::info_span!(
+        "envelope",
+        correlation_id = %envelope.correlationid,
+        event_id = %envelope.id,
+        source = envelope.source_name(),
+        event_type = %envelope.event_type,
+        flow = field::Empty,
+        destination = field::Empty,
+    );
+    async {
+        let mapped = map_envelope(&deps.config, &envelope);
+        if mapped.deliveries.is_empty() && mapped.failed.is_empty() {
+            info!("no flow for this event type; acknowledged");
+            metrics::count("UnmatchedEvents", 1, &[("Source", envelope.source_name())]);
+            return RecordResult::Done;
+        }
+        let mut outbound: Vec<OutboundMessage> = Vec::new();
+        for d in &mapped.deliveries {
+            outbound.push(
+                OutboundMessage::new(serde_json::to_string(d).unwrap_or_default())
+                    .attribute("correlation_id", &d.correlation_id)
+                    .attribute("event_id", &d.event_id)
+                    .attribute("flow", &d.flow)
+                    .attribute("destination", &d.destination),
+            );
+        }
+        if let Err(e) = deps.queue.send_all(&deps.dispatch_queue_url, &outbound).await {
+            // The whole envelope comes back; the dispatcher's claims absorb the repeats.
+            warn!(error = %e, "could not enqueue deliveries; will retry");
+            return RecordResult::Retry;
+        }
+        for d in &mapped.deliveries {
+            info!(flow = %d.flow, destination = %d.destination, "mapped");
+        }
+        let mut result = RecordResult::Done;
+        for (flow, version, failure) in &mapped.failed {
+            let dlq = dlq_message(body, failure, Some(flow), Some(*version), message)
+                .attribute("correlation_id", &envelope.correlationid)
+                .attribute("event_id", &envelope.id);
+            let span = tracing::info_span!("flow", flow = %flow);
+            if park(deps, dlq, failure).instrument(span).await == RecordResult::Retry {
+                result = RecordResult::Retry;
+            }
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+fn dlq_message(
+    body: &str,
+    failure: &Failure,
+    flow: Option<&str>,
+    flow_version: Option<u32>,
+    message: &SqsMessage,
+) -> OutboundMessage {
+    let attempts = message.attributes.get("ApproximateReceiveCount").cloned().unwrap_or_else(|| "1".to_owned());
+    OutboundMessage::new(body)
+        .attribute("reason", &failure.reason)
+        .attribute("error_class", failure.class.as_str())
+        .attribute("attempts", attempts)
+        .attribute("stage", "mapper")
+        .attribute("flow", flow.unwrap_or_default())
+        .attribute("flow_version", flow_version.map(|v| v.to_string()).unwrap_or_default())
+}
+
+async fn park(deps: &Deps, dlq: OutboundMessage, failure: &Failure) -> RecordResult {
+    match deps.queue.send(&deps.ingest_dlq_url, &dlq).await {
+        Ok(()) => {
+            warn!(reason = %failure.reason, class = %failure.class, "parked in the ingest DLQ");
+            metrics::count("Parked", 1, &[("Stage", "mapper")]);
+            RecordResult::Done
+        }
+        Err(e) => {
+            warn!(error = %e, "could not park; will retry");
+            RecordResult::Retry
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
