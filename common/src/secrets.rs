@@ -106,8 +106,10 @@ impl SecretSource for AwsSecrets {
 pub struct CachedSecrets<S> {
     inner: S,
     max_age: Duration,
-    cache: Mutex<HashMap<(String, VersionStage), (Option<SecretValue>, Instant)>>,
+    cache: Mutex<HashMap<CacheKey, (Option<SecretValue>, Instant)>>,
 }
+
+type CacheKey = (String, VersionStage);
 
 impl<S: SecretSource> CachedSecrets<S> {
     pub fn new(inner: S, max_age: Duration) -> Self {

@@ -5,5 +5,5 @@ mod call;
 mod deps;
 mod handler;
 
-pub use deps::{Deps, Settings};
+pub use deps::{http_client, Deps, Settings};
 pub use handler::handle;

@@ -1,0 +1,135 @@
+//! A destination that records every request it receives and answers from a script:
+//! the example CRM of `make run`, and the misbehaving API of the end-to-end tests.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::Router;
+use serde::Serialize;
+use serde_json::Value;
+
+/// One received request, as appended to the sink file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    /// Lower-case names; values as received.
+    pub headers: serde_json::Map<String, Value>,
+    /// The JSON body, or the text when it is not JSON.
+    pub body: Value,
+    pub received_at_ms: i64,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).and_then(Value::as_str)
+    }
+}
+
+/// What the sink answers. `Status` answers at once; `Delay` answers after a pause
+/// (long enough to make a caller time out).
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Status(u16),
+    StatusWithRetryAfter(u16, u64),
+    Delay(Duration, u16),
+}
+
+#[derive(Default)]
+struct Inner {
+    received: Vec<Received>,
+    /// Answers to give, in order; when empty, `fallback`.
+    script: VecDeque<Reply>,
+    fallback: Option<Reply>,
+    file: Option<PathBuf>,
+}
+
+#[derive(Clone, Default)]
+pub struct Sink {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Sink {
+    /// A sink answering 201 to everything, appending to `file` if given.
+    pub fn new(file: Option<PathBuf>) -> Self {
+        let sink = Self::default();
+        sink.inner.lock().expect("sink lock").file = file;
+        sink
+    }
+
+    /// The next answers, in order.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.inner.lock().expect("sink lock").script.extend(replies);
+    }
+
+    /// The answer once the script is used up (default 201).
+    pub fn answer_by_default(&self, reply: Reply) {
+        self.inner.lock().expect("sink lock").fallback = Some(reply);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.lock().expect("sink lock").received.clone()
+    }
+
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        axum::serve(listener, Router::new().fallback(record).with_state(self)).await
+    }
+
+    /// Binds to `addr` (port 0 for any) and serves in the background.
+    pub async fn start(self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        tokio::spawn(self.serve(listener));
+        Ok(local)
+    }
+}
+
+async fn record(State(sink): State<Sink>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = to_bytes(body, 10 * 1024 * 1024).await.unwrap_or_default();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), Value::String(String::from_utf8_lossy(v.as_bytes()).into())))
+        .collect();
+    let received = Received {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        headers,
+        body,
+        received_at_ms: switchyard_common::runtime::now_ms(),
+    };
+    let reply = {
+        let mut inner = sink.inner.lock().expect("sink lock");
+        if let Some(file) = &inner.file {
+            let line = serde_json::to_string(&received).unwrap_or_default();
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+        inner.received.push(received);
+        let fallback = inner.fallback.clone().unwrap_or(Reply::Status(201));
+        inner.script.pop_front().unwrap_or(fallback)
+    };
+    let (status, retry_after) = match reply {
+        Reply::Status(s) => (s, None),
+        Reply::StatusWithRetryAfter(s, secs) => (s, Some(secs)),
+        Reply::Delay(d, s) => {
+            tokio::time::sleep(d).await;
+            (s, None)
+        }
+    };
+    let mut builder = Response::builder().status(status).header("content-type", "application/json");
+    if let Some(secs) = retry_after {
+        builder = builder.header("retry-after", secs.to_string());
+    }
+    builder.body(Body::from(r#"{"ok":true}"#)).unwrap_or_default()
+}

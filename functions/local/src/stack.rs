@@ -1,0 +1,21 @@
+//! What `infra/local_stack.py deploy` created, as it prints it.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Stack {
+    pub stage: String,
+    pub endpoint: String,
+    pub ledger_table: String,
+    pub ingest_queue_url: String,
+    pub ingest_dlq_url: String,
+    pub dispatch_queue_url: String,
+    pub dispatch_dlq_url: String,
+}
+
+impl Stack {
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{} is not a stack description: {e}", path.display()))
+    }
+}
