@@ -1,1 +1,275 @@
+//! The end-to-end harness: a moto server of the test's own on a free port, the
+//! template's resources deployed into it by `infra/local_stack.py` (the same step as
+//! `make run`), the pipeline of the local runner, and a scripted destination.
+//!
+//! Needs the project virtual environment (`make test` creates it); its location is
+//! `SWITCHYARD_VENV`, else `.venv` at the workspace root.
 
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use serde_json::Value;
+use switchyard_common::config::Config;
+use switchyard_common::ledger::{DynamoLedger, IdempotencyStore, LedgerRecord, RecordKey};
+use switchyard_common::runtime::now_ms;
+use switchyard_common::signature::{sign, SigningSecret};
+use switchyard_local::pipeline::{Deps, Pipeline};
+use switchyard_local::sink::Sink;
+use switchyard_local::stack::Stack;
+use tokio::process::{Child, Command};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn venv() -> PathBuf {
+    let venv = std::env::var("SWITCHYARD_VENV").map(PathBuf::from).unwrap_or_else(|_| repo().join(".venv"));
+    assert!(
+        venv.join("bin/moto_server").exists(),
+        "no moto_server in {}: run `make test`, which creates the virtual environment",
+        venv.display()
+    );
+    venv
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A moto server of one test's own, with the template's resources deployed.
+pub struct LocalAws {
+    child: Child,
+    pub endpoint: String,
+    pub stack: Stack,
+    pub sdk: aws_config::SdkConfig,
+}
+
+impl LocalAws {
+    pub async fn start() -> Self {
+        let venv = venv();
+        let port = free_port();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let child = Command::new(venv.join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start moto_server");
+        let script = repo().join("infra/local_stack.py");
+        let python = venv.join("bin/python");
+        let wait = Command::new(&python)
+            .arg(&script)
+            .args(["wait", "--endpoint", &endpoint])
+            .status()
+            .await
+            .expect("run local_stack.py wait");
+        assert!(wait.success(), "moto did not come up on {endpoint}");
+        let out = Command::new(&python)
+            .arg(&script)
+            .args(["deploy", "--endpoint", &endpoint, "--stage", "dev", "--secrets"])
+            .arg(repo().join("infra/local-secrets.json"))
+            .output()
+            .await
+            .expect("run local_stack.py deploy");
+        assert!(out.status.success(), "deploy failed: {}", String::from_utf8_lossy(&out.stderr));
+        let stack: Stack = serde_json::from_slice(&out.stdout).expect("deploy prints the stack as JSON");
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "tests"))
+            .load()
+            .await;
+        Self { child, endpoint, stack, sdk }
+    }
+
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk)
+    }
+
+    pub fn ledger(&self) -> DynamoLedger {
+        DynamoLedger::new(aws_sdk_dynamodb::Client::new(&self.sdk), &self.stack.ledger_table)
+    }
+
+    pub async fn history(&self, source: &str, event_id: &str) -> Vec<LedgerRecord> {
+        self.ledger().history(&RecordKey::event_pk(source, event_id)).await.expect("ledger query")
+    }
+
+    /// Visible plus in-flight messages.
+    pub async fn depth(&self, queue_url: &str) -> u64 {
+        let out = self
+            .sqs()
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attrs = out.attributes().cloned().unwrap_or_default();
+        [QueueAttributeName::ApproximateNumberOfMessages, QueueAttributeName::ApproximateNumberOfMessagesNotVisible]
+            .iter()
+            .map(|k| attrs.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
+            .sum()
+    }
+
+    /// Every queue of the stack, with its depth.
+    pub async fn all_depths(&self) -> Vec<(String, u64)> {
+        let s = &self.stack;
+        let mut out = Vec::new();
+        for url in [&s.ingest_queue_url, &s.ingest_dlq_url, &s.dispatch_queue_url, &s.dispatch_dlq_url] {
+            out.push((url.clone(), self.depth(url).await));
+        }
+        out
+    }
+
+    /// Receives what a DLQ holds (and leaves it invisible for a while).
+    pub async fn drain(&self, queue_url: &str) -> Vec<DlqMessage> {
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            let r = self
+                .sqs()
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await
+                .expect("receive");
+            if r.messages().is_empty() && !out.is_empty() {
+                break;
+            }
+            for m in r.messages() {
+                let attributes = m
+                    .message_attributes()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, v)| Some((k.clone(), v.string_value()?.to_owned())))
+                    .collect();
+                out.push(DlqMessage { body: m.body().unwrap_or_default().to_owned(), attributes });
+            }
+        }
+        out
+    }
+}
+
+impl Drop for LocalAws {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DlqMessage {
+    pub body: String,
+    pub attributes: HashMap<String, String>,
+}
+
+/// Local signing secrets, as documented in the README.
+pub fn local_secret(name: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("infra/local-secrets.json")).expect("local secrets");
+    let all: HashMap<String, String> = serde_json::from_str(&text).expect("local secrets JSON");
+    all.get(name).cloned().unwrap_or_else(|| panic!("no local secret {name}"))
+}
+
+pub fn fixture(rel: &str) -> String {
+    std::fs::read_to_string(repo().join("events").join(rel)).unwrap_or_else(|e| panic!("events/{rel}: {e}"))
+}
+
+/// The checked-in flow file, with every destination pointed at `sink` and quick retries.
+pub fn config_for(sink: SocketAddr) -> Config {
+    let mut config = Config::load(&repo().join("config/flows.toml")).expect("flow file");
+    for d in config.destinations.values_mut() {
+        d.base_url = format!("http://{sink}");
+        d.retry.base_delay_ms = 500;
+        d.retry.max_delay_ms = 1_000;
+    }
+    config
+}
+
+/// Everything one end-to-end test needs.
+pub struct World {
+    pub aws: LocalAws,
+    pub sink: Sink,
+    pub pipeline: Pipeline,
+    pub http: reqwest::Client,
+}
+
+impl World {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(customize: impl FnOnce(&mut Config)) -> Self {
+        switchyard_common::runtime::init_logging();
+        let aws = LocalAws::start().await;
+        let sink = Sink::default();
+        let sink_addr = sink.clone().start("127.0.0.1:0".parse().unwrap()).await.expect("sink");
+        let mut config = config_for(sink_addr);
+        customize(&mut config);
+        let deps = Deps::new(&aws.sdk, &aws.stack, Arc::new(config)).expect("deps");
+        let pipeline = Pipeline::start(&aws.sdk, &aws.stack, deps, "127.0.0.1:0".parse().unwrap()).await.expect("pipeline");
+        Self { aws, sink, pipeline, http: reqwest::Client::new() }
+    }
+
+    /// Posts `body` to `/hooks/{source}` with extra headers; returns status and JSON answer.
+    pub async fn post(&self, source: &str, body: &[u8], headers: Vec<(http::HeaderName, http::HeaderValue)>) -> (u16, Value) {
+        let mut req = self.http.post(self.pipeline.intake_url(source)).body(body.to_vec());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.expect("intake reachable");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Posts `body` signed as Stripe signs, with the local secret, at `timestamp`.
+    pub async fn post_stripe_at(&self, body: &str, secret: &str, timestamp: i64) -> (u16, Value) {
+        let headers = sign(
+            &switchyard_common::signature::Scheme::Stripe,
+            &SigningSecret::new(secret),
+            body.as_bytes(),
+            timestamp,
+            "",
+        )
+        .expect("sign");
+        self.post("stripe", body.as_bytes(), headers).await
+    }
+
+    pub async fn post_stripe(&self, body: &str) -> (u16, Value) {
+        self.post_stripe_at(body, &local_secret("source/stripe"), now_ms() / 1000).await
+    }
+}
+
+/// Polls `check` until it is true or `timeout` passes; returns whether it became true.
+pub async fn eventually(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Lets the pipeline run for `d` (to show that nothing more happens).
+pub async fn settle(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+/// A Stripe `payment_intent.succeeded` event with the given id, from the fixture.
+pub fn stripe_payment(event_id: &str) -> Value {
+    let mut v: Value = serde_json::from_str(&fixture("stripe/payment_intent.succeeded.json")).expect("fixture JSON");
+    v["id"] = Value::String(event_id.to_owned());
+    v
+}

@@ -48,6 +48,8 @@ struct Inner {
     /// Answers to give, in order; when empty, `fallback`.
     script: VecDeque<Reply>,
     fallback: Option<Reply>,
+    /// Fixed answers for some paths, before the script.
+    by_path: Vec<(String, Reply)>,
     file: Option<PathBuf>,
 }
 
@@ -72,6 +74,11 @@ impl Sink {
     /// The answer once the script is used up (default 201).
     pub fn answer_by_default(&self, reply: Reply) {
         self.inner.lock().expect("sink lock").fallback = Some(reply);
+    }
+
+    /// Always answers `reply` for requests to `path`.
+    pub fn answer_path(&self, path: &str, reply: Reply) {
+        self.inner.lock().expect("sink lock").by_path.push((path.to_owned(), reply));
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -115,9 +122,14 @@ async fn record(State(sink): State<Sink>, req: Request) -> Response {
                 let _ = writeln!(f, "{line}");
             }
         }
+        let fixed = inner.by_path.iter().find(|(p, _)| *p == received.path).map(|(_, r)| r.clone());
         inner.received.push(received);
-        let fallback = inner.fallback.clone().unwrap_or(Reply::Status(201));
-        inner.script.pop_front().unwrap_or(fallback)
+        if let Some(reply) = fixed {
+            reply
+        } else {
+            let fallback = inner.fallback.clone().unwrap_or(Reply::Status(201));
+            inner.script.pop_front().unwrap_or(fallback)
+        }
     };
     let (status, retry_after) = match reply {
         Reply::Status(s) => (s, None),
