@@ -1,0 +1,178 @@
+//! The mapper's logic against in-memory queues, and the golden fixtures of every flow.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use switchyard_common::queue::MemoryQueue;
+
+use super::*;
+
+const DISPATCH: &str = "https://sqs.local/dispatch";
+const DLQ: &str = "https://sqs.local/ingest-dlq";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture(rel: &str) -> Value {
+    let text = std::fs::read_to_string(repo().join("events").join(rel)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn deps() -> (Deps, Arc<MemoryQueue>) {
+    let queue = Arc::new(MemoryQueue::default());
+    let config = Config::load(&repo().join("config/flows.toml")).unwrap();
+    let deps = Deps {
+        config: Arc::new(config),
+        queue: queue.clone(),
+        dispatch_queue_url: DISPATCH.into(),
+        ingest_dlq_url: DLQ.into(),
+    };
+    (deps, queue)
+}
+
+fn envelope(source: &str, data: Value) -> Envelope {
+    let id = data["id"].as_str().unwrap_or("evt").to_owned();
+    let event_type = data["type"].as_str().unwrap_or("unknown").to_owned();
+    Envelope::new(source, id, event_type, "2026-11-23T00:00:00Z".into(), data, "corr-1".into())
+}
+
+fn sqs_event(bodies: &[String]) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    e.records = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("m{i}"));
+            m.body = Some(b.clone());
+            m
+        })
+        .collect();
+    e
+}
+
+/// Every `events/golden/*.json` names an input and a flow; the flow must produce
+/// exactly the golden method, path and body.
+#[test]
+fn every_golden_fixture_is_reproduced_exactly_by_its_flow() {
+    let (deps, _) = deps();
+    let dir = repo().join("events/golden");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let golden: Value = serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        let flow = golden["flow"].as_str().unwrap();
+        let source = deps.config.flows.iter().find(|f| f.name == flow).unwrap().source.clone();
+        let mapped = map_envelope(&deps.config, &envelope(&source, fixture(golden["input"].as_str().unwrap())));
+        assert!(mapped.failed.is_empty(), "{flow}: {:?}", mapped.failed);
+        let d = mapped.deliveries.iter().find(|d| d.flow == flow).unwrap();
+        assert_eq!(d.method, golden["method"], "{flow}");
+        assert_eq!(d.path, golden["path"], "{flow}");
+        assert_eq!(d.body, golden["body"], "{flow}");
+        checked += 1;
+    }
+    assert!(checked >= 1, "no golden fixtures found");
+}
+
+#[test]
+fn every_flow_in_the_flow_file_has_a_golden_fixture() {
+    let (deps, _) = deps();
+    let goldens: Vec<String> = std::fs::read_dir(repo().join("events/golden"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    for flow in &deps.config.flows {
+        assert!(
+            goldens.iter().any(|g| g.contains(&format!("\"flow\": \"{}\"", flow.name))),
+            "flow {} has no golden fixture in events/golden",
+            flow.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_mapped_envelope_becomes_one_delivery_on_the_dispatch_queue() {
+    let (deps, queue) = deps();
+    let e = envelope("stripe", fixture("stripe/payment_intent.succeeded.json"));
+    let r = handle(&deps, sqs_event(&[serde_json::to_string(&e).unwrap()])).await;
+    assert!(r.batch_item_failures.is_empty());
+    let sent = queue.sent_to(DISPATCH);
+    assert_eq!(sent.len(), 1);
+    let d = Delivery::from_json(&sent[0].body).unwrap();
+    assert_eq!((d.event_id.as_str(), d.correlation_id.as_str()), (e.id.as_str(), "corr-1"));
+    assert_eq!(d.idempotency_key, Delivery::default_key("stripe", &e.id, &d.flow, d.flow_version));
+    assert!(queue.sent_to(DLQ).is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_event_type_is_acknowledged_and_sends_nothing() {
+    let (deps, queue) = deps();
+    let e = envelope("stripe", fixture("stripe/charge.refunded.json"));
+    let r = handle(&deps, sqs_event(&[serde_json::to_string(&e).unwrap()])).await;
+    assert!(r.batch_item_failures.is_empty());
+    assert!(queue.sent.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_malformed_envelope_goes_to_the_dlq_with_its_reason_and_is_not_retried() {
+    let (deps, queue) = deps();
+    let r = handle(&deps, sqs_event(&["{not json".into()])).await;
+    assert!(r.batch_item_failures.is_empty());
+    let parked = queue.sent_to(DLQ);
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].body, "{not json");
+    assert!(parked[0].attributes["reason"].starts_with("malformed message"));
+    assert_eq!(parked[0].attributes["error_class"], "terminal");
+}
+
+#[tokio::test]
+async fn a_mapping_error_parks_the_envelope_with_flow_and_correlation_id() {
+    let (deps, queue) = deps();
+    let e = envelope("stripe", fixture("stripe/payment_intent.succeeded.no-email.json"));
+    handle(&deps, sqs_event(&[serde_json::to_string(&e).unwrap()])).await;
+    let parked = queue.sent_to(DLQ);
+    assert_eq!(parked.len(), 1);
+    let a = &parked[0].attributes;
+    assert!(a["reason"].contains("receipt_email is missing"), "{a:?}");
+    assert_eq!(a["flow"], "stripe-payment-to-crm-contact");
+    assert_eq!(a["correlation_id"], "corr-1");
+    assert!(queue.sent_to(DISPATCH).is_empty());
+}
+
+#[tokio::test]
+async fn when_the_dispatch_queue_is_down_the_record_is_retried_not_lost() {
+    let (deps, queue) = deps();
+    queue.fail_sends.store(true, Ordering::SeqCst);
+    let e = envelope("stripe", fixture("stripe/payment_intent.succeeded.json"));
+    let r = handle(&deps, sqs_event(&[serde_json::to_string(&e).unwrap()])).await;
+    assert_eq!(r.batch_item_failures.len(), 1);
+}
+
+#[tokio::test]
+async fn one_bad_envelope_does_not_hold_back_its_neighbours() {
+    let (deps, queue) = deps();
+    let good = |id: &str| {
+        let mut data = fixture("stripe/payment_intent.succeeded.json");
+        data["id"] = json!(id);
+        serde_json::to_string(&envelope("stripe", data)).unwrap()
+    };
+    let r = handle(&deps, sqs_event(&[good("evt_a"), "garbage".into(), good("evt_b")])).await;
+    assert!(r.batch_item_failures.is_empty());
+    assert_eq!(queue.sent_to(DISPATCH).len(), 2);
+    assert_eq!(queue.sent_to(DLQ).len(), 1);
+}
+
+#[test]
+fn a_dark_or_off_flow_is_handled_by_mode() {
+    let (deps, _) = deps();
+    let mut config = Config::load(&repo().join("config/flows.toml")).unwrap();
+    let e = envelope("stripe", fixture("stripe/payment_intent.succeeded.json"));
+    config.flows[0].mode = Mode::Off;
+    assert!(map_envelope(&config, &e).deliveries.is_empty(), "off: no delivery");
+    config.flows[0].mode = Mode::Dark;
+    let mapped = map_envelope(&config, &e);
+    assert_eq!(mapped.deliveries[0].mode, Mode::Dark, "dark: mapped and marked, the dispatcher records it");
+    drop(deps);
+}
