@@ -79,6 +79,7 @@ struct RawDestination {
     timeout_ms: u64,
     #[serde(default)]
     retry: RetryPolicy,
+    signing: Option<RawSigning>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -123,6 +124,22 @@ pub enum Auth {
         header: String,
         secret: String,
     },
+    /// `{"token": "..."}` sent as `Authorization: Bearer <token>`.
+    Bearer { secret: String },
+    /// `{"username": "...", "password": "..."}` sent as HTTP Basic.
+    Basic { secret: String },
+    /// `{"client_id": "...", "client_secret": "..."}` exchanged at `token_url` for an
+    /// access token (RFC 6749 §4.4), which is sent as a bearer token and reused until
+    /// shortly before it expires.
+    #[serde(rename = "oauth2_client_credentials")]
+    OAuth2ClientCredentials {
+        token_url: String,
+        #[serde(default)]
+        scope: Option<String>,
+        #[serde(default)]
+        audience: Option<String>,
+        secret: String,
+    },
 }
 
 fn default_api_key_header() -> String {
@@ -133,9 +150,71 @@ impl Auth {
     pub fn secret(&self) -> Option<&str> {
         match self {
             Auth::None => None,
-            Auth::ApiKey { secret, .. } => Some(secret),
+            Auth::ApiKey { secret, .. }
+            | Auth::Bearer { secret }
+            | Auth::Basic { secret }
+            | Auth::OAuth2ClientCredentials { secret, .. } => Some(secret),
         }
     }
+
+    /// The snake_case kind, as written in the flow file (for logs and metrics).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::ApiKey { .. } => "api_key",
+            Auth::Bearer { .. } => "bearer",
+            Auth::Basic { .. } => "basic",
+            Auth::OAuth2ClientCredentials { .. } => "oauth2_client_credentials",
+        }
+    }
+
+    /// What can be checked without the secret: header names, the token URL.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Auth::ApiKey { header, .. } if http::HeaderName::from_bytes(header.as_bytes()).is_err() => {
+                Err(format!("auth header {header:?} is not a valid header name"))
+            }
+            Auth::OAuth2ClientCredentials { token_url, .. }
+                if !(token_url.starts_with("https://") || token_url.starts_with("http://")) =>
+            {
+                Err("auth token_url must be an http(s) URL".to_owned())
+            }
+            _ if self.secret().is_some_and(str::is_empty) => Err("auth secret must not be empty".to_owned()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// How the dispatcher signs what it sends, e.g.
+/// `signing = { scheme = "standard_webhooks", secret = "destination/crm-signing" }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signing {
+    pub scheme: SigningScheme,
+    /// Secret id suffix; defaults to `destination/{name}-signing`. The value is a
+    /// `whsec_…` string or `{"secret": "whsec_…"}`.
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SigningScheme {
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature` (standardwebhooks.com).
+    StandardWebhooks,
+}
+
+impl SigningScheme {
+    pub fn scheme(self) -> Scheme {
+        match self {
+            SigningScheme::StandardWebhooks => Scheme::StandardWebhooks,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigning {
+    scheme: SigningScheme,
+    secret: Option<String>,
 }
 
 /// The retry budget of a destination: how many attempts, how far apart.
@@ -175,6 +254,7 @@ pub struct Destination {
     pub auth: Auth,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    pub signing: Option<Signing>,
 }
 
 #[derive(Debug)]
@@ -304,6 +384,11 @@ impl Config {
                     "destination {name}: timeout_ms and retry.max_attempts must be positive, base_delay_ms <= max_delay_ms"
                 )));
             }
+            d.auth.validate().map_err(|e| invalid(format!("destination {name}: {e}")))?;
+            let signing = d.signing.map(|s| Signing {
+                scheme: s.scheme,
+                secret: s.secret.unwrap_or_else(|| format!("destination/{name}-signing")),
+            });
             destinations.insert(
                 name.clone(),
                 Destination {
@@ -312,6 +397,7 @@ impl Config {
                     auth: d.auth,
                     timeout: Duration::from_millis(d.timeout_ms),
                     retry: d.retry,
+                    signing,
                 },
             );
         }

@@ -2,12 +2,25 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
+
+use crate::auth::redact::RedactingMakeWriter;
 
 /// Structured JSON logs on stdout, one object per line, with the fields of the
 /// enclosing spans (correlation id, event id, flow, destination) on every line.
-/// `RUST_LOG` sets the level (default `info`).
+/// `RUST_LOG` sets the level (default `info`). Every line is masked on its way out
+/// (`auth::redact`): secrets, signatures and personal data never reach the logs.
 pub fn init_logging() {
+    init_logging_to(std::io::stdout);
+}
+
+/// [`init_logging`] with lines going to `writer` instead of stdout — the same
+/// format and the same redaction (the end-to-end tests capture logs this way).
+pub fn init_logging_to<W>(writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // A second init (tests, the local runner) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
@@ -17,6 +30,7 @@ pub fn init_logging() {
         .with_span_list(false)
         .flatten_event(true)
         .with_target(false)
+        .with_writer(RedactingMakeWriter::new(writer))
         .try_init();
 }
 

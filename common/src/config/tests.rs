@@ -125,3 +125,66 @@ fn a_destination_with_a_non_http_url_or_zero_budget_is_refused() {
     let text = format!("{SOURCES}retry = {{ max_attempts = 0 }}\n");
     assert!(Config::parse("t.toml", &text, files).is_err());
 }
+
+fn with_destination(lines: &str) -> Result<Config, ConfigError> {
+    Config::parse("t.toml", &format!("{SOURCES}{lines}\n"), files)
+}
+
+#[test]
+fn every_auth_kind_is_read_from_its_toml_table() {
+    let cases = [
+        (
+            r#"auth = { kind = "api_key", secret = "destination/crm" }"#,
+            Auth::ApiKey { header: "X-Api-Key".into(), secret: "destination/crm".into() },
+        ),
+        (
+            r#"auth = { kind = "bearer", secret = "destination/crm" }"#,
+            Auth::Bearer { secret: "destination/crm".into() },
+        ),
+        (r#"auth = { kind = "basic", secret = "destination/crm" }"#, Auth::Basic { secret: "destination/crm".into() }),
+        (
+            r#"auth = { kind = "oauth2_client_credentials", token_url = "https://id.example/token", scope = "contacts:write", secret = "destination/crm" }"#,
+            Auth::OAuth2ClientCredentials {
+                token_url: "https://id.example/token".into(),
+                scope: Some("contacts:write".into()),
+                audience: None,
+                secret: "destination/crm".into(),
+            },
+        ),
+    ];
+    for (line, auth) in cases {
+        let config = with_destination(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(config.destinations["crm"].auth, auth);
+        assert_eq!(auth.secret(), Some("destination/crm"));
+    }
+    assert_eq!(with_destination("").unwrap().destinations["crm"].auth, Auth::None);
+    assert_eq!(Auth::None.secret(), None);
+}
+
+#[test]
+fn an_auth_kind_that_cannot_work_is_refused_at_load() {
+    for line in [
+        r#"auth = { kind = "digest", secret = "destination/crm" }"#,
+        r#"auth = { kind = "bearer" }"#,
+        r#"auth = { kind = "bearer", secret = "destination/crm", header = "X-Token" }"#,
+        r#"auth = { kind = "bearer", secret = "" }"#,
+        r#"auth = { kind = "api_key", header = "Bad Header", secret = "destination/crm" }"#,
+        r#"auth = { kind = "oauth2_client_credentials", secret = "destination/crm" }"#,
+        r#"auth = { kind = "oauth2_client_credentials", token_url = "id.example/token", secret = "destination/crm" }"#,
+    ] {
+        assert!(with_destination(line).is_err(), "{line} was accepted");
+    }
+}
+
+#[test]
+fn outbound_signing_is_standard_webhooks_with_a_default_secret_name() {
+    let config = with_destination(r#"signing = { scheme = "standard_webhooks" }"#).unwrap();
+    let signing = config.destinations["crm"].signing.clone().unwrap();
+    assert_eq!(signing, Signing { scheme: SigningScheme::StandardWebhooks, secret: "destination/crm-signing".into() });
+    assert_eq!(signing.scheme.scheme(), Scheme::StandardWebhooks);
+    let config =
+        with_destination(r#"signing = { scheme = "standard_webhooks", secret = "destination/other" }"#).unwrap();
+    assert_eq!(config.destinations["crm"].signing.as_ref().unwrap().secret, "destination/other");
+    assert!(with_destination("").unwrap().destinations["crm"].signing.is_none());
+    assert!(with_destination(r#"signing = { scheme = "stripe" }"#).is_err(), "only Standard Webhooks is sent");
+}
