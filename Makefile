@@ -1,0 +1,146 @@
+# switchyard — local stack, checks and builds.
+#
+#   make run          moto + the local runner on http://127.0.0.1:3000/hooks/{source}
+#   make test         IaC lint/scan, fmt, clippy, cargo test, Lambda runtime smoke test
+#   make stack-up     moto on $(ENDPOINT) with queues, table and secrets (.local/stack.json)
+#   make stack-down   stop it
+#
+# Every target installs what it needs (Python venvs, stamped) so a fresh clone
+# only needs Rust, python3 and access to the package registries.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+STAGE ?= dev
+ENDPOINT ?= http://127.0.0.1:4566
+PY ?= python3
+
+# moto listens on the port of ENDPOINT (no trailing slash there, please).
+MOTO_PORT := $(lastword $(subst :, ,$(ENDPOINT)))
+WATCH_PORT ?= 9000
+
+VENV := .venv
+CHECKOV_VENV := .venv-checkov
+LOCAL := .local
+STACK_JSON := $(LOCAL)/stack.json
+MOTO_PID := $(LOCAL)/moto.pid
+
+# What the binaries get locally instead of a Lambda role: moto takes any keys.
+AWS_TEST_ENV := AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+AWS_LOCAL_ENV := AWS_ENDPOINT_URL=$(ENDPOINT) $(AWS_TEST_ENV)
+# cargo-lambda's PyPI package puts its binary (and zig) in the venv; `cargo lambda`
+# finds a `cargo-lambda` on PATH.
+LAMBDA_PATH := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
+
+# Stops the moto this Makefile started (by its recorded pid) and waits until
+# the port is free, so a following stack-up can bind it again.
+define stop_moto
+if [ -f $(MOTO_PID) ]; then \
+  pid=$$(cat $(MOTO_PID)); \
+  if kill $$pid 2>/dev/null; then \
+    for _ in $$(seq 50); do kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; \
+    echo "moto (pid $$pid) stopped"; \
+  fi; \
+  rm -f $(MOTO_PID); \
+fi
+endef
+
+.PHONY: help venv venv-checkov stack-up stack-down run test lint-iac lambda-smoke bench build clean-local
+
+help:
+	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
+
+# ------------------------------------------------------------------ tooling
+
+$(VENV)/.stamp: infra/requirements.txt
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r infra/requirements.txt
+	touch $@
+
+# checkov pins an older boto3 than moto needs: it lives in its own venv.
+$(CHECKOV_VENV)/.stamp: infra/requirements-checkov.txt
+	$(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q -r infra/requirements-checkov.txt
+	touch $@
+
+venv: $(VENV)/.stamp
+venv-checkov: $(CHECKOV_VENV)/.stamp
+
+# -------------------------------------------------------------- local stack
+
+stack-up: $(VENV)/.stamp
+	@mkdir -p $(LOCAL)
+	@if [ -f $(MOTO_PID) ] && kill -0 $$(cat $(MOTO_PID)) 2>/dev/null; then \
+	  echo "moto already running (pid $$(cat $(MOTO_PID)))"; \
+	else \
+	  setsid $(VENV)/bin/moto_server -H 127.0.0.1 -p $(MOTO_PORT) > $(LOCAL)/moto.log 2>&1 & \
+	  echo $$! > $(MOTO_PID); \
+	  echo "moto (pid $$!) on $(ENDPOINT), log in $(LOCAL)/moto.log"; \
+	fi
+	@$(VENV)/bin/python infra/local_stack.py wait --endpoint $(ENDPOINT) \
+	  && kill -0 $$(cat $(MOTO_PID)) 2>/dev/null \
+	  || { echo "moto did not come up (port $(MOTO_PORT) taken?):"; tail -n 20 $(LOCAL)/moto.log; $(stop_moto); exit 1; }
+	$(VENV)/bin/python infra/local_stack.py deploy --endpoint $(ENDPOINT) --stage $(STAGE) --out $(STACK_JSON) > /dev/null
+	@echo "stack switchyard-$(STAGE) described in $(STACK_JSON)"
+
+stack-down:
+	@$(stop_moto)
+
+# The runner stays in the foreground; moto is stopped however it ends (Ctrl-C included).
+run: stack-up
+	@trap '$(stop_moto)' EXIT; \
+	$(AWS_LOCAL_ENV) cargo run -p switchyard-local -- serve --stack $(STACK_JSON) --config config/flows.toml
+
+# -------------------------------------------------------------------- checks
+
+# Cheapest first: template checks, formatting, lints, then the test suite
+# (whose end-to-end tests start their own moto servers from $(VENV)).
+test: lint-iac
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	SWITCHYARD_VENV=$(CURDIR)/$(VENV) $(AWS_TEST_ENV) cargo test --workspace
+	$(MAKE) lambda-smoke
+
+lint-iac: $(VENV)/.stamp $(CHECKOV_VENV)/.stamp
+	$(VENV)/bin/cfn-lint infra/template.yaml
+	$(CHECKOV_VENV)/bin/checkov -f infra/template.yaml --framework cloudformation --skip-download --compact --quiet
+
+# Proves the intake binary answers through the Lambda Runtime API, with the
+# environment it has in AWS (names from the stack, credentials for moto).
+# The first invoke compiles the function; a function that dies at start-up
+# leaves `cargo lambda invoke` waiting forever, hence the timeout.
+SMOKE_TIMEOUT ?= 600
+lambda-smoke: $(VENV)/.stamp
+	@$(MAKE) stack-up
+	@trap 'if [ -n "$${watch:-}" ]; then kill -- -$$watch 2>/dev/null || true; fi; $(stop_moto)' EXIT; \
+	$(VENV)/bin/python infra/local_stack.py env --stack $(STACK_JSON) > $(LOCAL)/lambda.env; \
+	$(LAMBDA_PATH) setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT) \
+	  --env-file $(LOCAL)/lambda.env > $(LOCAL)/watch.log 2>&1 & watch=$$!; \
+	for _ in $$(seq 100); do \
+	  (exec 3<>/dev/tcp/127.0.0.1/$(WATCH_PORT)) 2>/dev/null && break; \
+	  kill -0 $$watch 2>/dev/null || { cat $(LOCAL)/watch.log; exit 1; }; \
+	  sleep 0.1; \
+	done; \
+	echo "cargo lambda watch (pid $$watch) on 127.0.0.1:$(WATCH_PORT), log in $(LOCAL)/watch.log"; \
+	response=$$($(LAMBDA_PATH) timeout $(SMOKE_TIMEOUT) cargo lambda invoke intake --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT) \
+	  --output-format json --data-file events/intake/unknown-source.json) \
+	  || { tail -n 40 $(LOCAL)/watch.log; exit 1; }; \
+	echo "intake answered: $$response"; \
+	$(VENV)/bin/python -c 'import json, sys; sys.exit(json.loads(sys.argv[1]).get("statusCode") != 404)' "$$response" \
+	  || { echo "lambda-smoke: expected statusCode 404 for an unknown source"; exit 1; }; \
+	echo "lambda-smoke: ok"
+
+bench:
+	cargo bench -p switchyard-common
+
+# Zips for the host architecture (target/lambda/<name>/bootstrap.zip). For AWS
+# the functions are arm64: build on a machine with the aarch64-unknown-linux-gnu
+# rustup target and add --arm64 (or let `sam build` do it from infra/template.yaml).
+build: $(VENV)/.stamp
+	$(LAMBDA_PATH) cargo lambda build --release --compiler cargo --output-format zip \
+	  --bin intake --bin mapper --bin dispatcher
+
+clean-local: stack-down
+	rm -rf $(LOCAL)
