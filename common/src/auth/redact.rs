@@ -35,7 +35,12 @@ const MAX_SECRETS: usize = 1024;
 static REGISTRY: RwLock<Redactor> = RwLock::new(Redactor::new());
 
 /// Masks `value` in every log line from now on.
+/// Cheap when `value` is already known (the usual case: a cached secret is
+/// registered on every use).
 pub fn register_secret(value: &str) {
+    if REGISTRY.read().unwrap_or_else(PoisonError::into_inner).knows_secret(value) {
+        return;
+    }
     REGISTRY.write().unwrap_or_else(PoisonError::into_inner).add_secret(value);
 }
 
@@ -89,8 +94,12 @@ impl Redactor {
         self
     }
 
+    fn knows_secret(&self, value: &str) -> bool {
+        value.chars().count() < MIN_SECRET_LEN || self.secrets.iter().any(|s| s.forms[0] == value)
+    }
+
     pub fn add_secret(&mut self, value: &str) {
-        if value.chars().count() < MIN_SECRET_LEN || self.secrets.iter().any(|s| s.forms[0] == value) {
+        if self.knows_secret(value) {
             return;
         }
         let once = json_escaped(value);

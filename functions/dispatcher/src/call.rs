@@ -1,50 +1,199 @@
-//! One HTTP call to a destination, classified by the taxonomy.
+//! One HTTP call to a destination, classified by the taxonomy: its credentials
+//! (a static header, or an OAuth2 access token fetched here and cached per
+//! container), its outbound signature, and the one retry after a 401/403 with
+//! freshly read credentials.
+//!
+//! Every secret read here, and every token obtained, is registered with the log
+//! redactor before it is used, so no log line can carry it.
 
-use std::time::Duration;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use serde::Deserialize;
-use switchyard_common::config::{Auth, Destination};
+use http::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use switchyard_common::auth::credentials::{self, AuthHeader, SecretFields};
+use switchyard_common::auth::oauth2::{self, AccessToken, ClientCredentials, TokenCache};
+use switchyard_common::auth::{redact, signing};
+use switchyard_common::config::{Auth, Destination, SigningScheme};
 use switchyard_common::envelope::Delivery;
 use switchyard_common::failure::{classify_status, Failure, FailureClass};
-use switchyard_common::secrets::VersionStage;
+use switchyard_common::runtime::now_ms;
+use switchyard_common::secrets::{SecretValue, VersionStage};
+use switchyard_common::signature::SigningSecret;
+use tracing::{info, warn};
 
 use crate::Deps;
-
-/// The JSON shape of a destination secret.
-#[derive(Deserialize)]
-struct DestinationSecret {
-    api_key: Option<String>,
-}
 
 /// Outcome of a successful call: the status, for the ledger summary.
 pub struct Delivered {
     pub status: u16,
 }
 
-async fn auth_header(
+/// The access tokens of the container's OAuth2 destinations.
+///
+/// They belong in `Deps` (built once per container, like the HTTP client); until
+/// `Deps` has a `tokens` field this process-wide cache stands in for it, which is
+/// the same thing in a Lambda container (one `Deps` per process). Keys include the
+/// token URL, so pipelines sharing a process (the tests) never share a token.
+fn tokens(_deps: &Deps) -> &TokenCache {
+    static TOKENS: LazyLock<TokenCache> = LazyLock::new(TokenCache::default);
+    &TOKENS
+}
+
+fn token_key(destination: &Destination, token_url: &str) -> String {
+    format!("{} {token_url}", destination.name)
+}
+
+/// The credential one attempt used: what to forget when the destination refuses it.
+enum Credential {
+    None,
+    Static(AuthHeader),
+    Token { key: String, token: AccessToken, header: AuthHeader },
+}
+
+impl Credential {
+    fn header(&self) -> Option<&AuthHeader> {
+        match self {
+            Credential::None => None,
+            Credential::Static(header) | Credential::Token { header, .. } => Some(header),
+        }
+    }
+}
+
+fn terminal(e: impl std::fmt::Display) -> Failure {
+    Failure::terminal(e.to_string())
+}
+
+/// The current (or previous) version of `switchyard/{stage}/{suffix}`.
+async fn read_secret(deps: &Deps, suffix: &str, stage: VersionStage) -> Result<Option<SecretValue>, Failure> {
+    let id = deps.stage.secret_id(suffix);
+    let value =
+        deps.secrets.get(&id, stage).await.map_err(|e| Failure::transient(format!("credentials unavailable: {e}")))?;
+    if let Some(v) = &value {
+        redact::register_secret(v.expose());
+    }
+    Ok(value)
+}
+
+/// A destination secret's JSON object; each of its values is registered as secret.
+async fn secret_fields(deps: &Deps, suffix: &str) -> Result<SecretFields, Failure> {
+    let id = deps.stage.secret_id(suffix);
+    let value = read_secret(deps, suffix, VersionStage::Current)
+        .await?
+        .ok_or_else(|| Failure::transient(format!("secret {id} has no current version")))?;
+    let fields = SecretFields::parse(&id, value.expose()).map_err(terminal)?;
+    fields.values().for_each(redact::register_secret);
+    Ok(fields)
+}
+
+async fn credential(deps: &Deps, destination: &Destination) -> Result<Credential, Failure> {
+    let header = match &destination.auth {
+        Auth::None => return Ok(Credential::None),
+        Auth::ApiKey { header, secret } => credentials::api_key_header(&secret_fields(deps, secret).await?, header),
+        Auth::Bearer { secret } => credentials::bearer_header(&secret_fields(deps, secret).await?),
+        Auth::Basic { secret } => credentials::basic_header(&secret_fields(deps, secret).await?),
+        Auth::OAuth2ClientCredentials { token_url, scope, audience, secret } => {
+            let key = token_key(destination, token_url);
+            let token = tokens(deps)
+                .get_or_fetch(&key, || {
+                    fetch_token(deps, destination, token_url, scope.as_deref(), audience.as_deref(), secret)
+                })
+                .await?;
+            let header =
+                credentials::bearer_token_header(token_url, "access_token", token.expose()).map_err(terminal)?;
+            return Ok(Credential::Token { key, token, header });
+        }
+    }
+    .map_err(terminal)?;
+    if let Some(derived) = &header.derived {
+        redact::register_secret(derived);
+    }
+    Ok(Credential::Static(header))
+}
+
+fn transport_failure(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    }
+}
+
+/// Asks the token endpoint for an access token (RFC 6749 §4.4).
+async fn fetch_token(
     deps: &Deps,
     destination: &Destination,
-) -> Result<Option<(HeaderName, HeaderValue)>, Failure> {
-    match &destination.auth {
-        Auth::None => Ok(None),
-        Auth::ApiKey { header, secret } => {
-            let id = deps.stage.secret_id(secret);
-            let value = deps
-                .secrets
-                .get(&id, VersionStage::Current)
-                .await
-                .map_err(|e| Failure::transient(format!("credentials unavailable: {e}")))?
-                .ok_or_else(|| Failure::transient(format!("secret {id} has no current version")))?;
-            let parsed: DestinationSecret = serde_json::from_str(value.expose())
-                .map_err(|_| Failure::terminal(format!("secret {id} is not a JSON object")))?;
-            let key = parsed.api_key.ok_or_else(|| Failure::terminal(format!("secret {id} has no api_key")))?;
-            let name = HeaderName::from_bytes(header.as_bytes())
-                .map_err(|_| Failure::terminal(format!("invalid auth header name {header:?}")))?;
-            let mut value =
-                HeaderValue::from_str(&key).map_err(|_| Failure::terminal(format!("secret {id} is not a header value")))?;
-            value.set_sensitive(true);
-            Ok(Some((name, value)))
+    token_url: &str,
+    scope: Option<&str>,
+    audience: Option<&str>,
+    secret: &str,
+) -> Result<AccessToken, Failure> {
+    let client = ClientCredentials::from_secret(&secret_fields(deps, secret).await?).map_err(terminal)?;
+    let request = oauth2::token_request(&client, scope, audience).map_err(terminal)?;
+    redact::register_secret(&request.encoded_credentials);
+    let requested_at = Instant::now();
+    let response = deps
+        .http
+        .post(token_url)
+        .timeout(destination.timeout)
+        .header(AUTHORIZATION, request.authorization)
+        .header(CONTENT_TYPE, oauth2::FORM_CONTENT_TYPE)
+        .header(ACCEPT, "application/json")
+        .body(request.body)
+        .send()
+        .await
+        .map_err(|e| {
+            Failure::transient(format!("{} calling the token endpoint of {}", transport_failure(&e), destination.name))
+        })?;
+    let status = response.status().as_u16();
+    let after = retry_after(response.headers());
+    let body = response
+        .bytes()
+        .await
+        .map_err(|_| Failure::transient(format!("token endpoint of {} dropped its answer", destination.name)))?;
+    let token = oauth2::parse_token_response(status, &body, requested_at).map_err(|e| Failure {
+        class: e.class(),
+        reason: format!("{}: {e}", destination.name),
+        retry_after: after,
+    })?;
+    redact::register_secret(token.expose());
+    let valid_for = token.refresh_at().saturating_duration_since(Instant::now()).as_secs();
+    info!(destination = %destination.name, refresh_in_secs = valid_for, "access token obtained");
+    Ok(token)
+}
+
+/// The Standard Webhooks headers for `body`, signed with the current secret and,
+/// while the previous version exists (a rotation's grace window), with that too.
+async fn signature_headers(
+    deps: &Deps,
+    destination: &Destination,
+    delivery: &Delivery,
+    body: &[u8],
+) -> Result<Vec<(HeaderName, HeaderValue)>, Failure> {
+    let Some(config) = &destination.signing else { return Ok(Vec::new()) };
+    let id = deps.stage.secret_id(&config.secret);
+    let current = read_secret(deps, &config.secret, VersionStage::Current)
+        .await?
+        .ok_or_else(|| Failure::transient(format!("secret {id} has no current version")))?;
+    let mut secrets: Vec<SigningSecret> = vec![signing::signing_secret(&id, current.expose()).map_err(terminal)?];
+    match read_secret(deps, &config.secret, VersionStage::Previous).await {
+        Ok(Some(previous)) if previous != current => {
+            // An unusable old version must not stop signing with the new one.
+            match signing::signing_secret(&id, previous.expose()) {
+                Ok(s) if config.scheme.scheme().check_secret(&s).is_ok() => secrets.push(s),
+                _ => warn!(secret = %id, "previous signing secret is unusable; signing with the current one only"),
+            }
+        }
+        Ok(_) => {}
+        Err(f) => warn!(reason = %f.reason, "previous signing secret unavailable; signing with the current one only"),
+    }
+    let webhook_id =
+        if delivery.idempotency_key.is_empty() { &delivery.delivery_id } else { &delivery.idempotency_key };
+    match config.scheme {
+        SigningScheme::StandardWebhooks => {
+            signing::standard_webhooks_headers(&secrets, body, now_ms() / 1000, webhook_id)
+                .map_err(|e| Failure::terminal(format!("cannot sign for {}: {e}", destination.name)))
         }
     }
 }
@@ -55,9 +204,18 @@ fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
-async fn call_once(deps: &Deps, destination: &Destination, delivery: &Delivery) -> Result<Delivered, Failure> {
+/// One attempt; the credential it used comes back with a failure so a refused one
+/// can be forgotten.
+async fn call_once(
+    deps: &Deps,
+    destination: &Destination,
+    delivery: &Delivery,
+    body: &[u8],
+) -> Result<Delivered, (Failure, Option<Credential>)> {
     let method = http::Method::from_bytes(delivery.method.as_bytes())
-        .map_err(|_| Failure::terminal(format!("invalid method {:?}", delivery.method)))?;
+        .map_err(|_| (Failure::terminal(format!("invalid method {:?}", delivery.method)), None))?;
+    let credential = credential(deps, destination).await.map_err(|f| (f, None))?;
+    let signature = signature_headers(deps, destination, delivery, body).await.map_err(|f| (f, None))?;
     let url = format!("{}{}", destination.base_url, delivery.path);
     let mut req = deps
         .http
@@ -66,41 +224,54 @@ async fn call_once(deps: &Deps, destination: &Destination, delivery: &Delivery) 
         .header(CONTENT_TYPE, "application/json")
         .header("Idempotency-Key", &delivery.idempotency_key)
         .header("X-Correlation-Id", &delivery.correlation_id)
-        .body(serde_json::to_vec(&delivery.body).unwrap_or_default());
-    if let Some((name, value)) = auth_header(deps, destination).await? {
+        .body(body.to_vec());
+    if let Some(h) = credential.header() {
+        req = req.header(h.name.clone(), h.value.clone());
+    }
+    for (name, value) in signature {
         req = req.header(name, value);
     }
-    let response = req.send().await.map_err(|e| {
-        let what = if e.is_timeout() {
-            "timeout"
-        } else if e.is_connect() {
-            "connection failed"
-        } else {
-            "request failed"
-        };
-        Failure::transient(format!("{what} calling {}", destination.name))
-    })?;
+    let response = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let reason = format!("{} calling {}", transport_failure(&e), destination.name);
+            return Err((Failure::transient(reason), None));
+        }
+    };
     let status = response.status().as_u16();
     match classify_status(status) {
         None => Ok(Delivered { status }),
         Some(class) => {
             let reason = format!("HTTP {status} from {}", destination.name);
             let after = retry_after(response.headers());
-            Err(Failure { class, reason, retry_after: after })
+            Err((Failure { class, reason, retry_after: after }, Some(credential)))
         }
     }
 }
 
-/// Calls the destination; on 401/403 re-reads the credentials once and tries again.
+/// Forgets what a refused attempt used: the cached secrets (credentials and signing
+/// key, either may have been rotated) and the access token.
+async fn forget(deps: &Deps, destination: &Destination, used: Option<Credential>) {
+    for suffix in destination.auth.secret().into_iter().chain(destination.signing.as_ref().map(|s| s.secret.as_str())) {
+        deps.secrets.invalidate(&deps.stage.secret_id(suffix));
+    }
+    if let Some(Credential::Token { key, token, .. }) = used {
+        tokens(deps).invalidate(&key, &token).await;
+    }
+}
+
+/// Calls the destination; on 401/403 (from it or from its token endpoint) re-reads
+/// the credentials once and tries again.
 pub async fn deliver(deps: &Deps, destination: &Destination, delivery: &Delivery) -> Result<Delivered, Failure> {
-    match call_once(deps, destination, delivery).await {
-        Err(f) if f.class == FailureClass::Auth => {
-            if let Some(secret) = destination.auth.secret() {
-                deps.secrets.invalidate(&deps.stage.secret_id(secret));
-            }
-            call_once(deps, destination, delivery).await
+    let body = serde_json::to_vec(&delivery.body).unwrap_or_default();
+    match call_once(deps, destination, delivery, &body).await {
+        Ok(done) => Ok(done),
+        Err((f, used)) if f.class == FailureClass::Auth => {
+            info!(reason = %f.reason, auth = destination.auth.kind(), "credentials refused; refreshing them once");
+            forget(deps, destination, used).await;
+            call_once(deps, destination, delivery, &body).await.map_err(|(f, _)| f)
         }
-        other => other,
+        Err((f, _)) => Err(f),
     }
 }
 
@@ -116,5 +287,12 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
         h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn token_cache_keys_differ_per_destination_and_token_url() {
+        let config = switchyard_common::config::Config::bundled().unwrap();
+        let crm = config.destination("crm").unwrap();
+        assert_ne!(token_key(crm, "http://a/token"), token_key(crm, "http://b/token"));
     }
 }
