@@ -54,6 +54,28 @@ pub fn redact(line: &str) -> Cow<'_, str> {
     REGISTRY.read().unwrap_or_else(PoisonError::into_inner).redact(line)
 }
 
+/// Fields whose values are credentials wherever they appear (header names included,
+/// for a logged header map).
+const CREDENTIAL_FIELDS: [&str; 17] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api_key",
+    "password",
+    "client_secret",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "token",
+    "secret",
+    "webhook-signature",
+    "stripe-signature",
+    "x-hub-signature-256",
+    "x-shopify-hmac-sha256",
+];
+
 /// A secret and the forms it takes in a JSON line: escaped once as a JSON string
 /// value, twice when that JSON was itself logged as a string (or `Debug`-quoted).
 struct Secret {
@@ -136,24 +158,64 @@ impl Redactor {
 }
 
 /// The line re-serialized with sensitive fields masked, or `None` when it has none
-/// (or is not JSON).
+/// (or is not JSON). `fields` are lower-case, in addition to [`CREDENTIAL_FIELDS`].
 fn mask_fields(line: &str, fields: &[String]) -> Option<String> {
-    if fields.is_empty() {
-        return None;
-    }
     let lower = line.to_ascii_lowercase();
-    if !fields.iter().any(|f| lower.contains(f.as_str())) {
+    let mut names = CREDENTIAL_FIELDS.iter().copied().chain(fields.iter().map(String::as_str));
+    if !names.any(|f| lower.contains(f)) {
         return None;
     }
+    let sensitive = |key: &str| {
+        let key = key.to_ascii_lowercase();
+        CREDENTIAL_FIELDS.contains(&key.as_str()) || fields.contains(&key)
+    };
     let body = line.trim_end();
     let tail = &line[body.len()..];
     let mut value: Value = serde_json::from_str(body).ok()?;
-    mask_value(&mut value, fields, 0).then(|| format!("{value}{tail}"))
+    let changed = match &mut value {
+        Value::Object(top) => top.iter_mut().fold(false, |changed, (key, v)| {
+            let own = match key.as_str() {
+                // The logger's own structure is never a payload field: a flow's
+                // `name` must not mask the span's name.
+                k if LOGGER_FIELDS.contains(&k) => false,
+                "span" => mask_span(v, &sensitive),
+                "spans" => v.as_array_mut().is_some_and(|spans| {
+                    spans.iter_mut().fold(false, |changed, span| mask_span(span, &sensitive) | changed)
+                }),
+                k if sensitive(k) => mask_field(v),
+                _ => mask_value(v, &sensitive, 1),
+            };
+            own | changed
+        }),
+        other => mask_value(other, &sensitive, 0),
+    };
+    changed.then(|| format!("{value}{tail}"))
+}
+
+/// Top-level keys the JSON formatter writes itself.
+const LOGGER_FIELDS: [&str; 8] =
+    ["timestamp", "level", "target", "message", "filename", "line_number", "threadName", "threadId"];
+
+/// A span object: its `name` is the span's, every other field is masked as usual.
+fn mask_span(span: &mut Value, sensitive: &dyn Fn(&str) -> bool) -> bool {
+    let Some(fields) = span.as_object_mut() else { return false };
+    fields.iter_mut().filter(|(k, _)| k.as_str() != "name").fold(false, |changed, (k, v)| {
+        let own = if sensitive(k) { mask_field(v) } else { mask_value(v, sensitive, 2) };
+        own | changed
+    })
+}
+
+fn mask_field(v: &mut Value) -> bool {
+    if v.is_null() || v.as_str() == Some(FIELD_MASK) {
+        return false;
+    }
+    *v = Value::String(FIELD_MASK.to_owned());
+    true
 }
 
 /// Masks sensitive fields in `value`, looking into strings that hold JSON too;
 /// returns whether anything changed.
-fn mask_value(value: &mut Value, fields: &[String], depth: usize) -> bool {
+fn mask_value(value: &mut Value, sensitive: &dyn Fn(&str) -> bool, depth: usize) -> bool {
     if depth > 16 {
         return false;
     }
@@ -161,21 +223,18 @@ fn mask_value(value: &mut Value, fields: &[String], depth: usize) -> bool {
         Value::Object(map) => {
             let mut changed = false;
             for (key, v) in map.iter_mut() {
-                if fields.contains(&key.to_ascii_lowercase()) {
-                    if !v.is_null() {
-                        *v = Value::String("[redacted:field]".to_owned());
-                        changed = true;
-                    }
+                if sensitive(key) {
+                    changed |= mask_field(v);
                 } else {
-                    changed |= mask_value(v, fields, depth + 1);
+                    changed |= mask_value(v, sensitive, depth + 1);
                 }
             }
             changed
         }
-        Value::Array(items) => items.iter_mut().fold(false, |changed, v| mask_value(v, fields, depth + 1) | changed),
+        Value::Array(items) => items.iter_mut().fold(false, |changed, v| mask_value(v, sensitive, depth + 1) | changed),
         Value::String(s) if s.trim_start().starts_with(['{', '[']) => {
             let Ok(mut inner) = serde_json::from_str::<Value>(s) else { return false };
-            let changed = mask_value(&mut inner, fields, depth + 1);
+            let changed = mask_value(&mut inner, sensitive, depth + 1);
             if changed {
                 *s = inner.to_string();
             }
@@ -184,6 +243,8 @@ fn mask_value(value: &mut Value, fields: &[String], depth: usize) -> bool {
         _ => false,
     }
 }
+
+const FIELD_MASK: &str = "[redacted:field]";
 
 /// A [`MakeWriter`] whose writers mask each line (see [`redact`]) before passing
 /// it on to the wrapped one.

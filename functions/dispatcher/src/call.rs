@@ -182,7 +182,7 @@ async fn signature_headers(
             // An unusable old version must not stop signing with the new one.
             match signing::signing_secret(&id, previous.expose()) {
                 Ok(s) if config.scheme.scheme().check_secret(&s).is_ok() => secrets.push(s),
-                _ => warn!(secret = %id, "previous signing secret is unusable; signing with the current one only"),
+                _ => warn!(secret_id = %id, "previous signing secret is unusable; signing with the current one only"),
             }
         }
         Ok(_) => {}

@@ -9,6 +9,7 @@ enum Kind {
     Email,
     Phone,
     Card,
+    Signature,
 }
 
 impl Kind {
@@ -18,6 +19,7 @@ impl Kind {
             Kind::Email => "[redacted:email]",
             Kind::Phone => "[redacted:phone]",
             Kind::Card => "[redacted:card]",
+            Kind::Signature => "[redacted:signature]",
         }
     }
 }
@@ -125,6 +127,7 @@ pub(super) fn mask_text<'a, 's>(line: &'a str, secret_forms: impl Iterator<Item 
     }
     email_spans(&scan, &mut spans);
     number_spans(&scan, &mut spans);
+    credential_spans(&scan, &mut spans);
     if spans.is_empty() {
         return Cow::Borrowed(line);
     }
@@ -170,6 +173,43 @@ fn email_spans(scan: &Scan, spans: &mut Vec<Span>) {
         let tld_ok = labels.last().is_some_and(|t| t.len() >= 2 && t.iter().all(u8::is_ascii_alphabetic));
         if start < at && labels.len() >= 2 && labels.iter().all(|l| !l.is_empty()) && tld_ok && scan.clean(start, end) {
             spans.push(Span { start, end, kind: Kind::Email });
+        }
+    }
+}
+
+/// Credentials recognisable by their shape, registered or not: webhook signatures
+/// as their headers carry them (`v1,<base64>`, `v1=<hex>`, `sha256=<hex>`, at least
+/// 32 characters after the prefix) and JWTs (`eyJ….eyJ….…`).
+fn credential_spans(scan: &Scan, spans: &mut Vec<Span>) {
+    const PREFIXES: [&[u8]; 6] = [b"v1,", b"v1a,", b"v1=", b"v0=", b"sha256=", b"sha1="];
+    let b = scan.b;
+    let n = b.len();
+    let signature_char = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=');
+    let jwt_char = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.');
+    let run = |from: usize, ok: &dyn Fn(u8) -> bool| (from..n).find(|&j| !ok(b[j]) || scan.escaped(j)).unwrap_or(n);
+    let mut i = 0;
+    while i < n {
+        let word_start = i == 0 || scan.esc_cont[i - 1] || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+        if !word_start || scan.escaped(i) {
+            i += 1;
+            continue;
+        }
+        let found = if let Some(prefix) = PREFIXES.iter().find(|p| b[i..].starts_with(p)) {
+            let end = run(i + prefix.len(), &signature_char);
+            (end - i - prefix.len() >= 32).then_some((end, Kind::Signature))
+        } else if b[i..].starts_with(b"eyJ") {
+            let end = run(i, &jwt_char);
+            let dots = b[i..end].iter().filter(|&&c| c == b'.').count();
+            (dots == 2 && end - i >= 20).then_some((end, Kind::Secret))
+        } else {
+            None
+        };
+        match found {
+            Some((end, kind)) if scan.clean(i, end) => {
+                spans.push(Span { start: i, end, kind });
+                i = end;
+            }
+            _ => i += 1,
         }
     }
 }

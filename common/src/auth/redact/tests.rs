@@ -87,7 +87,8 @@ fn uuids_timestamps_hex_keys_and_other_ids_are_not_mangled() {
         "HTTP 401 from crm after 3 attempts".into(),
         "evt_3MtwBwLkdIwHu7ix28a3tqPa".into(),
         "pi_4111111111111111".into(),
-        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=".into(),
+        "sha256 of the body".into(),
+        "v1,short".into(),
         "1.2.3-4111111111111111".into(),
         "amount 123456789.50 EUR".into(),
         "3f786850e387550fdab836ed7e6dc881de23001b3f786850e387550fdab836ed".into(),
@@ -146,6 +147,52 @@ fn sensitive_fields_are_masked_at_any_depth_and_inside_logged_json() {
     assert_eq!(field(&out, "none"), json!({ "customer_name": null }));
     let untouched = line(json!({ "message": "customer_name is required" }));
     assert_eq!(r.redact(&untouched), untouched, "a line without the field keeps its exact text");
+}
+
+#[test]
+fn the_loggers_own_fields_are_never_taken_for_sensitive_ones() {
+    let r = Redactor::new().with_field("name").with_field("message").with_field("level");
+    let text = line(json!({
+        "timestamp": "2026-01-01T00:00:00Z", "level": "INFO", "message": "delivered",
+        "span": { "name": "delivery", "flow": "f" }, "spans": [{ "name": "record" }],
+    }));
+    assert_eq!(r.redact(&text), text);
+    let text =
+        line(json!({ "message": "m", "span": { "name": "delivery", "level": "x" }, "body": "{\"name\":\"Jane\"}" }));
+    let out = masked(&r, &text);
+    assert_eq!(field(&out, "span"), json!({ "name": "delivery", "level": "[redacted:field]" }));
+    assert_eq!(field(&out, "body"), "{\"name\":\"[redacted:field]\"}");
+}
+
+#[test]
+fn signatures_and_jwts_are_masked_by_their_shape() {
+    let r = Redactor::new();
+    let standard =
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE= v1,bm90LWEtcmVhbC1zaWduYXR1cmUtYnV0LWxvbmctZW5vdWdo";
+    let stripe = "t=1614265330,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd";
+    let github = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzd2l0Y2h5YXJkIn0.c2lnbmF0dXJlLWJ5dGVz";
+    let text = line(json!({ "standard": standard, "stripe": stripe, "github": github, "m": format!("Bearer {jwt}") }));
+    let out = masked(&r, &text);
+    assert_eq!(field(&out, "standard"), "[redacted:signature] [redacted:signature]");
+    assert_eq!(field(&out, "stripe"), "t=1614265330,[redacted:signature]");
+    assert_eq!(field(&out, "github"), "[redacted:signature]");
+    assert_eq!(field(&out, "m"), "Bearer [redacted:secret]");
+}
+
+#[test]
+fn credential_fields_are_masked_without_being_registered() {
+    let r = Redactor::new();
+    let headers =
+        json!({ "authorization": "Basic dXNlcjpwYXNz", "X-Api-Key": "k-1", "content-type": "application/json" });
+    let text = line(json!({ "message": "request", "headers": headers.to_string(), "client_secret": "pi_1_secret_2" }));
+    let out = masked(&r, &text);
+    let logged: Value = serde_json::from_str(field(&out, "headers").as_str().unwrap()).unwrap();
+    let expected = json!({ "authorization": "[redacted:field]", "X-Api-Key": "[redacted:field]", "content-type": "application/json" });
+    assert_eq!(logged, expected);
+    assert_eq!(field(&out, "client_secret"), "[redacted:field]");
+    let message = line(json!({ "message": "access token obtained", "secret_id": "switchyard/dev/destination/crm" }));
+    assert_eq!(r.redact(&message), message, "words and other keys are not fields");
 }
 
 #[test]
