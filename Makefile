@@ -75,7 +75,7 @@ stack-up: $(VENV)/.stamp
 	@if [ -f $(MOTO_PID) ] && kill -0 $$(cat $(MOTO_PID)) 2>/dev/null; then \
 	  echo "moto already running (pid $$(cat $(MOTO_PID)))"; \
 	else \
-	  setsid $(VENV)/bin/moto_server -H 127.0.0.1 -p $(MOTO_PORT) > $(LOCAL)/moto.log 2>&1 & \
+	  setsid $(VENV)/bin/python infra/moto_server.py -H 127.0.0.1 -p $(MOTO_PORT) > $(LOCAL)/moto.log 2>&1 & \
 	  echo $$! > $(MOTO_PID); \
 	  echo "moto (pid $$!) on $(ENDPOINT), log in $(LOCAL)/moto.log"; \
 	fi

@@ -1,5 +1,11 @@
-//! Capped exponential backoff with full jitter, applied to the message itself as a
+//! Capped exponential backoff with jitter, applied to the message itself as a
 //! visibility timeout.
+//!
+//! The delay is drawn between the previous ceiling and this one, not over the whole
+//! window ("full jitter", as DESIGN.md names it): full jitter can pick a shorter delay
+//! after a longer one, and issue 3 requires delays that grow. This still spreads a
+//! burst of retries over (at least) half of each window, and attempt n+1 never waits
+//! less than attempt n; at the cap, the delay is the cap.
 
 use std::time::Duration;
 
@@ -18,12 +24,13 @@ pub fn ceiling(policy: &RetryPolicy, attempt: u32) -> Duration {
     Duration::from_millis(ms)
 }
 
-/// The delay after the `attempt`-th failed attempt: uniform in `[0, ceiling]` (full
-/// jitter, so retries of many messages spread out), never below what the destination
-/// asked for with `Retry-After`.
+/// The delay after the `attempt`-th failed attempt: uniform between the previous
+/// attempt's ceiling (half this one for the first) and this ceiling, never below what
+/// the destination asked for with `Retry-After`.
 pub fn delay(policy: &RetryPolicy, attempt: u32, retry_after: Option<Duration>, rng: &mut impl Rng) -> Duration {
     let cap = ceiling(policy, attempt).as_millis() as u64;
-    let jittered = Duration::from_millis(rng.random_range(0..=cap));
+    let floor = if attempt <= 1 { cap / 2 } else { ceiling(policy, attempt - 1).as_millis() as u64 };
+    let jittered = Duration::from_millis(rng.random_range(floor.min(cap)..=cap));
     jittered.max(retry_after.unwrap_or_default()).min(MAX_VISIBILITY)
 }
 
@@ -41,7 +48,7 @@ mod tests {
     use rand::SeedableRng;
 
     fn policy() -> RetryPolicy {
-        RetryPolicy { max_attempts: 5, base_delay_ms: 1_000, max_delay_ms: 10_000 }
+        RetryPolicy { max_attempts: 5, base_delay_ms: 1_000, max_delay_ms: 10_000, max_age_secs: 3600 }
     }
 
     #[test]
@@ -52,12 +59,23 @@ mod tests {
     }
 
     #[test]
-    fn delays_stay_within_zero_and_the_ceiling() {
+    fn delays_stay_between_the_previous_ceiling_and_the_ceiling() {
         let mut rng = StdRng::seed_from_u64(7);
         for attempt in 1..8 {
+            let cap = ceiling(&policy(), attempt);
             for _ in 0..200 {
-                assert!(delay(&policy(), attempt, None, &mut rng) <= ceiling(&policy(), attempt));
+                let d = delay(&policy(), attempt, None, &mut rng);
+                assert!(d <= cap && d >= cap / 2, "{d:?} for attempt {attempt}");
             }
+        }
+    }
+
+    #[test]
+    fn a_later_attempt_never_waits_less_than_an_earlier_one() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for _ in 0..500 {
+            let delays: Vec<Duration> = (1..8).map(|a| delay(&policy(), a, None, &mut rng)).collect();
+            assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
         }
     }
 

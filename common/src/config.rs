@@ -104,6 +104,7 @@ struct RawFlow {
     #[serde(default)]
     mode: Mode,
     ordering_key: Option<String>,
+    entity_version: Option<String>,
     idempotency_key: Option<String>,
 }
 
@@ -224,11 +225,14 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     pub base_delay_ms: u64,
     pub max_delay_ms: u64,
+    /// A delivery older than this (since it was first queued) is parked, whatever
+    /// attempts are left.
+    pub max_age_secs: u64,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 5, base_delay_ms: 2_000, max_delay_ms: 300_000 }
+        Self { max_attempts: 5, base_delay_ms: 2_000, max_delay_ms: 300_000, max_age_secs: 24 * 3600 }
     }
 }
 
@@ -271,7 +275,10 @@ pub struct Flow {
     pub method: http::Method,
     pub path: String,
     pub mode: Mode,
+    /// jq: the entity key; the flow then dispatches through the FIFO queue pair.
     pub ordering_key: Option<JqProgram>,
+    /// jq: an integer version of the entity (e.g. an `updated` timestamp); needs `ordering_key`.
+    pub entity_version: Option<JqProgram>,
     pub idempotency_key: Option<JqProgram>,
 }
 
@@ -294,7 +301,8 @@ impl Config {
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         let read = |rel: &str| {
             let p = dir.join(rel);
-            std::fs::read_to_string(&p).map_err(|e| ConfigError::Read { path: p.display().to_string(), message: e.to_string() })
+            std::fs::read_to_string(&p)
+                .map_err(|e| ConfigError::Read { path: p.display().to_string(), message: e.to_string() })
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Read { path: path.display().to_string(), message: e.to_string() })?;
@@ -349,7 +357,9 @@ impl Config {
             for (what, pointer) in [("event_id", &s.event_id), ("event_type", &s.event_type)] {
                 if let Some(p) = pointer {
                     if !(p.is_empty() || p.starts_with('/')) {
-                        return Err(invalid(format!("source {name}: {what} must be a JSON pointer like \"/id\", got {p:?}")));
+                        return Err(invalid(format!(
+                            "source {name}: {what} must be a JSON pointer like \"/id\", got {p:?}"
+                        )));
                     }
                 }
             }
@@ -379,9 +389,13 @@ impl Config {
             if !(d.base_url.starts_with("https://") || d.base_url.starts_with("http://")) {
                 return Err(invalid(format!("destination {name}: base_url must be an http(s) URL")));
             }
-            if d.timeout_ms == 0 || d.retry.max_attempts == 0 || d.retry.base_delay_ms > d.retry.max_delay_ms {
+            if d.timeout_ms == 0
+                || d.retry.max_attempts == 0
+                || d.retry.max_age_secs == 0
+                || d.retry.base_delay_ms > d.retry.max_delay_ms
+            {
                 return Err(invalid(format!(
-                    "destination {name}: timeout_ms and retry.max_attempts must be positive, base_delay_ms <= max_delay_ms"
+                    "destination {name}: timeout_ms, retry.max_attempts and retry.max_age_secs must be positive, base_delay_ms <= max_delay_ms"
                 )));
             }
             d.auth.validate().map_err(|e| invalid(format!("destination {name}: {e}")))?;
@@ -418,23 +432,31 @@ impl Config {
             if !f.path.starts_with('/') {
                 return Err(invalid(at("path must start with /")));
             }
+            if f.entity_version.is_some() && f.ordering_key.is_none() {
+                return Err(invalid(at("entity_version needs an ordering_key (the entity it versions)")));
+            }
             let method = http::Method::from_bytes(f.method.to_ascii_uppercase().as_bytes())
                 .map_err(|_| invalid(at(&format!("invalid method {:?}", f.method))))?;
             let mapping = JqProgram::compile(&f.mapping, &read(&f.mapping)?)?;
             let contract = match &f.contract {
                 Some(rel) => {
                     let text = read(rel)?;
-                    let schema: serde_json::Value = serde_json::from_str(&text).map_err(|e| invalid(at(&format!("contract {rel}: {e}"))))?;
+                    let schema: serde_json::Value =
+                        serde_json::from_str(&text).map_err(|e| invalid(at(&format!("contract {rel}: {e}"))))?;
                     Some(Contract::compile(rel, &schema)?)
                 }
                 None => None,
             };
             let expr = |label: &str, src: &Option<String>| -> Result<Option<JqProgram>, ConfigError> {
-                src.as_deref().map(|s| JqProgram::compile(&format!("{}.{label}", f.name), s)).transpose().map_err(Into::into)
+                src.as_deref()
+                    .map(|s| JqProgram::compile(&format!("{}.{label}", f.name), s))
+                    .transpose()
+                    .map_err(Into::into)
             };
             flows.push(Flow {
                 filter: expr("filter", &f.filter)?,
                 ordering_key: expr("ordering_key", &f.ordering_key)?,
+                entity_version: expr("entity_version", &f.entity_version)?,
                 idempotency_key: expr("idempotency_key", &f.idempotency_key)?,
                 name: f.name,
                 version: f.version,

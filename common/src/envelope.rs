@@ -105,8 +105,13 @@ pub struct Delivery {
     pub mode: Mode,
     /// Sent to the destination as the `Idempotency-Key` header.
     pub idempotency_key: String,
+    /// The entity this delivery is about; deliveries with one go through the FIFO
+    /// queue with it as the message group, so one entity's changes arrive in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordering_key: Option<String>,
+    /// The entity's version in this event; an older one than already delivered is skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_version: Option<i64>,
     pub body: Value,
 }
 

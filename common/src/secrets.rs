@@ -115,7 +115,6 @@ impl<S: SecretSource> CachedSecrets<S> {
     pub fn new(inner: S, max_age: Duration) -> Self {
         Self { inner, max_age, cache: Mutex::new(HashMap::new()) }
     }
-
 }
 
 #[async_trait]
@@ -187,7 +186,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_cache_rereads_after_its_max_age() {
-        let cached = CachedSecrets::new(StaticSecrets::default().with("s", VersionStage::Current, "v1"), Duration::ZERO);
+        let cached =
+            CachedSecrets::new(StaticSecrets::default().with("s", VersionStage::Current, "v1"), Duration::ZERO);
         cached.get("s", VersionStage::Current).await.unwrap();
         cached.get("s", VersionStage::Current).await.unwrap();
         assert_eq!(cached.inner.reads.load(Ordering::SeqCst), 2);

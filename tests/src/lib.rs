@@ -41,7 +41,8 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-/// A moto server of one test's own, with the template's resources deployed.
+/// A moto server of one test's own (via `infra/moto_server.py`), with the template's
+/// resources deployed.
 pub struct LocalAws {
     child: Child,
     pub endpoint: String,
@@ -54,7 +55,9 @@ impl LocalAws {
         let venv = venv();
         let port = free_port();
         let endpoint = format!("http://127.0.0.1:{port}");
-        let child = Command::new(venv.join("bin/moto_server"))
+        // Through the launcher that restores DynamoDB's atomic conditional writes.
+        let child = Command::new(venv.join("bin/python"))
+            .arg(repo().join("infra/moto_server.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -100,6 +103,60 @@ impl LocalAws {
         self.ledger().history(&RecordKey::event_pk(source, event_id)).await.expect("ledger query")
     }
 
+    /// Puts a new AWSCURRENT value on `switchyard/{stage}/{suffix}` (what an operator or
+    /// a rotation does).
+    pub async fn put_secret(&self, suffix: &str, value: &str) {
+        aws_sdk_secretsmanager::Client::new(&self.sdk)
+            .put_secret_value()
+            .secret_id(format!("switchyard/{}/{suffix}", self.stack.stage))
+            .secret_string(value)
+            .send()
+            .await
+            .expect("put secret");
+    }
+
+    /// Sends deliveries straight onto a dispatch queue (as the mapper would).
+    pub async fn enqueue_deliveries(&self, queue_url: &str, deliveries: &[switchyard_common::envelope::Delivery]) {
+        use switchyard_common::queue::{OutboundMessage, Queue, SqsQueue};
+        let messages: Vec<_> = deliveries
+            .iter()
+            .map(|d| {
+                let mut m = OutboundMessage::new(serde_json::to_string(d).unwrap());
+                if let Some(key) = &d.ordering_key {
+                    m.group_id = Some(key.clone());
+                    m.dedup_id = Some(switchyard_common::envelope::sha256_hex(d.delivery_id.as_bytes()));
+                }
+                m
+            })
+            .collect();
+        SqsQueue::new(self.sqs()).send_all(queue_url, &messages).await.expect("enqueue");
+    }
+
+    /// Receives one batch from `queue_url` as the Lambda event the dispatcher would get.
+    pub async fn receive_event(&self, queue_url: &str) -> aws_lambda_events::event::sqs::SqsEvent {
+        let got = std::sync::Mutex::new(aws_lambda_events::event::sqs::SqsEvent::default());
+        let mapping =
+            switchyard_local::poller::Mapping { queue_url: queue_url.to_owned(), batch_size: 10, wait_secs: 2 };
+        switchyard_local::poller::poll_once(&self.sqs(), &mapping, &|e: aws_lambda_events::event::sqs::SqsEvent| {
+            // Report every record failed so nothing is deleted: the test decides.
+            let mut r = aws_lambda_events::event::sqs::SqsBatchResponse::default();
+            r.batch_item_failures = e
+                .records
+                .iter()
+                .map(|m| {
+                    let mut f = aws_lambda_events::event::sqs::BatchItemFailure::default();
+                    f.item_identifier = m.message_id.clone().unwrap_or_default();
+                    f
+                })
+                .collect();
+            *got.lock().unwrap() = e;
+            std::future::ready(r)
+        })
+        .await
+        .expect("receive");
+        got.into_inner().unwrap()
+    }
+
     /// Visible plus in-flight messages.
     pub async fn depth(&self, queue_url: &str) -> u64 {
         let out = self
@@ -122,7 +179,14 @@ impl LocalAws {
     pub async fn all_depths(&self) -> Vec<(String, u64)> {
         let s = &self.stack;
         let mut out = Vec::new();
-        for url in [&s.ingest_queue_url, &s.ingest_dlq_url, &s.dispatch_queue_url, &s.dispatch_dlq_url] {
+        for url in [
+            &s.ingest_queue_url,
+            &s.ingest_dlq_url,
+            &s.dispatch_queue_url,
+            &s.dispatch_dlq_url,
+            &s.dispatch_fifo_queue_url,
+            &s.dispatch_fifo_dlq_url,
+        ] {
             out.push((url.clone(), self.depth(url).await));
         }
         out
@@ -215,12 +279,18 @@ impl World {
         let mut config = config_for(sink_addr);
         customize(&mut config);
         let deps = Deps::new(&aws.sdk, &aws.stack, Arc::new(config)).expect("deps");
-        let pipeline = Pipeline::start(&aws.sdk, &aws.stack, deps, "127.0.0.1:0".parse().unwrap()).await.expect("pipeline");
+        let pipeline =
+            Pipeline::start(&aws.sdk, &aws.stack, deps, "127.0.0.1:0".parse().unwrap()).await.expect("pipeline");
         Self { aws, sink, pipeline, http: reqwest::Client::new() }
     }
 
     /// Posts `body` to `/hooks/{source}` with extra headers; returns status and JSON answer.
-    pub async fn post(&self, source: &str, body: &[u8], headers: Vec<(http::HeaderName, http::HeaderValue)>) -> (u16, Value) {
+    pub async fn post(
+        &self,
+        source: &str,
+        body: &[u8],
+        headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    ) -> (u16, Value) {
         let mut req = self.http.post(self.pipeline.intake_url(source)).body(body.to_vec());
         for (k, v) in headers {
             req = req.header(k, v);
@@ -272,4 +342,30 @@ pub fn stripe_payment(event_id: &str) -> Value {
     let mut v: Value = serde_json::from_str(&fixture("stripe/payment_intent.succeeded.json")).expect("fixture JSON");
     v["id"] = Value::String(event_id.to_owned());
     v
+}
+
+/// A delivery for the example flow, as the mapper would build it.
+pub fn delivery(event_id: &str, body: Value) -> switchyard_common::envelope::Delivery {
+    switchyard_common::envelope::Delivery {
+        delivery_id: format!("stripe:{event_id}:stripe-payment-to-crm-contact:v1"),
+        event_id: event_id.to_owned(),
+        source: "stripe".into(),
+        event_type: "payment_intent.succeeded".into(),
+        correlation_id: format!("corr-{event_id}"),
+        flow: "stripe-payment-to-crm-contact".into(),
+        flow_version: 1,
+        destination: "crm".into(),
+        method: "POST".into(),
+        path: "/api/contacts".into(),
+        mode: switchyard_common::envelope::Mode::Live,
+        idempotency_key: switchyard_common::envelope::Delivery::default_key(
+            "stripe",
+            event_id,
+            "stripe-payment-to-crm-contact",
+            1,
+        ),
+        ordering_key: None,
+        entity_version: None,
+        body,
+    }
 }

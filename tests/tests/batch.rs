@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use switchyard_common::envelope::{Delivery, Mode};
+use switchyard_common::envelope::Delivery;
 use switchyard_common::queue::{OutboundMessage, Queue, SqsQueue};
 use switchyard_e2e::{config_for, LocalAws};
 use switchyard_local::pipeline::{Deps, DISPATCHER_TIMEOUT};
@@ -11,22 +11,9 @@ use switchyard_local::poller::{poll_once, Mapping};
 use switchyard_local::sink::{Reply, Sink};
 
 fn delivery(n: u32, path: &str) -> Delivery {
-    Delivery {
-        delivery_id: format!("d{n}"),
-        event_id: format!("evt_batch_{n}"),
-        source: "stripe".into(),
-        event_type: "payment_intent.succeeded".into(),
-        correlation_id: format!("corr-{n}"),
-        flow: "stripe-payment-to-crm-contact".into(),
-        flow_version: 1,
-        destination: "crm".into(),
-        method: "POST".into(),
-        path: path.into(),
-        mode: Mode::Live,
-        idempotency_key: format!("key-{n}"),
-        ordering_key: None,
-        body: serde_json::json!({"n": n}),
-    }
+    let mut d = switchyard_e2e::delivery(&format!("evt_batch_{n}"), serde_json::json!({"n": n}));
+    d.path = path.into();
+    d
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

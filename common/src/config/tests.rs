@@ -126,6 +126,13 @@ fn a_destination_with_a_non_http_url_or_zero_budget_is_refused() {
     assert!(Config::parse("t.toml", &text, files).is_err());
 }
 
+#[test]
+fn an_entity_version_without_an_ordering_key_is_refused() {
+    let e = with_flow(&format!("{GOOD_FLOW}\nentity_version = \".created\"")).unwrap_err();
+    assert!(e.to_string().contains("needs an ordering_key"), "{e}");
+    assert!(with_flow(&format!("{GOOD_FLOW}\nentity_version = \".created\"\nordering_key = \".id\"")).is_ok());
+}
+
 fn with_destination(lines: &str) -> Result<Config, ConfigError> {
     Config::parse("t.toml", &format!("{SOURCES}{lines}\n"), files)
 }

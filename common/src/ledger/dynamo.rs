@@ -35,6 +35,18 @@ impl DynamoLedger {
         fields: &[(&str, AttributeValue)],
         now_ms: i64,
     ) -> Result<(), LedgerError> {
+        self.finish_counting(key, status, fields, None, now_ms).await
+    }
+
+    /// `count`: a numeric attribute to increment by one, e.g. `permission_failures`.
+    async fn finish_counting(
+        &self,
+        key: &RecordKey,
+        status: Status,
+        fields: &[(&str, AttributeValue)],
+        count: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), LedgerError> {
         let mut update = String::from("SET #st = :st, updated_at = :now");
         let mut req = self
             .client
@@ -52,6 +64,10 @@ impl DynamoLedger {
             req = req.expression_attribute_values(format!(":v{i}"), value.clone());
         }
         update.push_str(" REMOVE ipx");
+        if let Some(counter) = count {
+            update.push_str(&format!(" ADD {counter} :one"));
+            req = req.expression_attribute_values(":one", n(1));
+        }
         req.update_expression(update).send().await.map_err(unavailable)?;
         Ok(())
     }
@@ -85,6 +101,7 @@ fn record_from_item(item: &Item) -> Result<LedgerRecord, LedgerError> {
     Ok(LedgerRecord {
         status,
         attempts: get_n(item, "attempts").unwrap_or(0).try_into().unwrap_or(0),
+        permission_failures: get_n(item, "permission_failures").unwrap_or(0).try_into().unwrap_or(0),
         payload_hash: get_s(item, "payload_hash").unwrap_or_default(),
         correlation_id: get_s(item, "correlation_id"),
         flow: get_s(item, "flow"),
@@ -148,7 +165,9 @@ impl IdempotencyStore for DynamoLedger {
                 let attempt = out.attributes().and_then(|a| get_n(a, "attempts")).unwrap_or(1);
                 Ok(ClaimOutcome::Claimed { attempt: attempt.try_into().unwrap_or(1) })
             }
-            Err(SdkError::ServiceError(ctx)) if matches!(ctx.err(), UpdateItemError::ConditionalCheckFailedException(_)) => {
+            Err(SdkError::ServiceError(ctx))
+                if matches!(ctx.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
                 let UpdateItemError::ConditionalCheckFailedException(e) = ctx.err() else { unreachable!() };
                 let old = e.item().ok_or_else(|| {
                     LedgerError::Unavailable("conditional check failed without the old item".to_owned())
@@ -166,8 +185,67 @@ impl IdempotencyStore for DynamoLedger {
         self.finish(key, Status::Completed, &[("summary", s(summary))], now_ms).await
     }
 
-    async fn release(&self, key: &RecordKey, class: FailureClass, reason: &str, now_ms: i64) -> Result<(), LedgerError> {
-        self.finish(key, Status::Failed, &[("error_class", s(class.as_str())), ("reason", s(reason))], now_ms).await
+    async fn release(
+        &self,
+        key: &RecordKey,
+        class: FailureClass,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), LedgerError> {
+        let fields = [("error_class", s(class.as_str())), ("reason", s(reason))];
+        let count = (class == FailureClass::Auth).then_some("permission_failures");
+        self.finish_counting(key, Status::Failed, &fields, count, now_ms).await
+    }
+
+    async fn mark_stale(&self, key: &RecordKey, reason: &str, now_ms: i64) -> Result<(), LedgerError> {
+        self.finish(key, Status::Stale, &[("reason", s(reason))], now_ms).await
+    }
+
+    async fn last_version(&self, flow: &str, entity: &str) -> Result<Option<i64>, LedgerError> {
+        let key = RecordKey::entity(flow, entity);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&key.pk))
+            .key("sk", s(&key.sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item().and_then(|i| get_n(i, "version")))
+    }
+
+    async fn advance_version(
+        &self,
+        flow: &str,
+        entity: &str,
+        version: i64,
+        expires_at_s: i64,
+    ) -> Result<(), LedgerError> {
+        let key = RecordKey::entity(flow, entity);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&key.pk))
+            .key("sk", s(&key.sk))
+            .update_expression("SET version = :v, expires_at = :exp")
+            .condition_expression("attribute_not_exists(version) OR version < :v")
+            .expression_attribute_values(":v", n(version))
+            .expression_attribute_values(":exp", n(expires_at_s))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A newer version is already recorded: nothing to do.
+            Err(SdkError::ServiceError(ctx))
+                if matches!(ctx.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn park(&self, key: &RecordKey, class: FailureClass, reason: &str, now_ms: i64) -> Result<(), LedgerError> {

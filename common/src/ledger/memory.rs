@@ -11,6 +11,7 @@ use super::*;
 #[derive(Debug, Default)]
 pub struct MemoryLedger {
     records: Mutex<BTreeMap<(String, String), LedgerRecord>>,
+    versions: Mutex<BTreeMap<RecordKey, i64>>,
 }
 
 impl MemoryLedger {
@@ -25,7 +26,9 @@ impl MemoryLedger {
                 f(r);
                 Ok(())
             }
-            None => Err(LedgerError::Corrupt { pk: key.pk.clone(), sk: key.sk.clone(), message: "no such record".into() }),
+            None => {
+                Err(LedgerError::Corrupt { pk: key.pk.clone(), sk: key.sk.clone(), message: "no such record".into() })
+            }
         }
     }
 }
@@ -45,6 +48,7 @@ impl IdempotencyStore for MemoryLedger {
             None => 0,
         };
         let created = records.get(&k).map_or(request.now_ms, |r| r.created_at_ms);
+        let permission_failures = records.get(&k).map_or(0, |r| r.permission_failures);
         let attempt = previous_attempts + 1;
         records.insert(
             k,
@@ -52,6 +56,7 @@ impl IdempotencyStore for MemoryLedger {
                 key: request.key.clone(),
                 status: Status::InProgress,
                 attempts: attempt,
+                permission_failures,
                 payload_hash: request.payload_hash.clone(),
                 correlation_id: Some(request.correlation_id.clone()),
                 flow: request.flow.clone(),
@@ -77,9 +82,16 @@ impl IdempotencyStore for MemoryLedger {
         })
     }
 
-    async fn release(&self, key: &RecordKey, class: FailureClass, reason: &str, now_ms: i64) -> Result<(), LedgerError> {
+    async fn release(
+        &self,
+        key: &RecordKey,
+        class: FailureClass,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), LedgerError> {
         self.update(key, |r| {
             r.status = Status::Failed;
+            r.permission_failures += u32::from(class == FailureClass::Auth);
             r.error_class = Some(class.as_str().to_owned());
             r.reason = Some(reason.to_owned());
             r.updated_at_ms = now_ms;
@@ -95,6 +107,32 @@ impl IdempotencyStore for MemoryLedger {
             r.updated_at_ms = now_ms;
             r.in_progress_until_ms = None;
         })
+    }
+
+    async fn mark_stale(&self, key: &RecordKey, reason: &str, now_ms: i64) -> Result<(), LedgerError> {
+        self.update(key, |r| {
+            r.status = Status::Stale;
+            r.reason = Some(reason.to_owned());
+            r.updated_at_ms = now_ms;
+            r.in_progress_until_ms = None;
+        })
+    }
+
+    async fn last_version(&self, flow: &str, entity: &str) -> Result<Option<i64>, LedgerError> {
+        Ok(self.versions.lock().expect("ledger lock").get(&RecordKey::entity(flow, entity)).copied())
+    }
+
+    async fn advance_version(
+        &self,
+        flow: &str,
+        entity: &str,
+        version: i64,
+        _expires_at_s: i64,
+    ) -> Result<(), LedgerError> {
+        let mut versions = self.versions.lock().expect("ledger lock");
+        let v = versions.entry(RecordKey::entity(flow, entity)).or_insert(version);
+        *v = (*v).max(version);
+        Ok(())
     }
 
     async fn history(&self, pk: &str) -> Result<Vec<LedgerRecord>, LedgerError> {

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 
 use crate::failure::FailureClass;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordKey {
     pub pk: String,
     pub sk: String,
@@ -37,6 +37,11 @@ impl RecordKey {
     pub fn delivery(source: &str, event_id: &str, flow: &str, flow_version: u32) -> Self {
         Self { pk: Self::event_pk(source, event_id), sk: format!("DELIVERY#{flow}#v{flow_version}") }
     }
+
+    /// The record holding the last delivered version of an entity.
+    pub fn entity(flow: &str, entity: &str) -> Self {
+        Self { pk: format!("ENTITY#{flow}#{entity}"), sk: "VERSION".to_owned() }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +52,8 @@ pub enum Status {
     Failed,
     /// Terminal: sent to a DLQ with its reason.
     Parked,
+    /// Skipped: older than the last version delivered for the same entity.
+    Stale,
     /// TTL passed (DynamoDB deletes lazily, so expiry is checked by us, not trusted to TTL).
     Expired,
 }
@@ -58,6 +65,7 @@ impl Status {
             Status::Completed => "COMPLETED",
             Status::Failed => "FAILED",
             Status::Parked => "PARKED",
+            Status::Stale => "STALE",
             Status::Expired => "EXPIRED",
         }
     }
@@ -68,6 +76,7 @@ impl Status {
             "COMPLETED" => Status::Completed,
             "FAILED" => Status::Failed,
             "PARKED" => Status::Parked,
+            "STALE" => Status::Stale,
             "EXPIRED" => Status::Expired,
             _ => return None,
         })
@@ -92,13 +101,19 @@ pub struct ClaimRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
     /// Ours to process; `attempt` counts claims of this key, starting at 1.
-    Claimed { attempt: u32 },
-    AlreadyCompleted { summary: Option<String> },
+    Claimed {
+        attempt: u32,
+    },
+    AlreadyCompleted {
+        summary: Option<String>,
+    },
     /// Another worker holds a live claim.
     InProgress,
     /// Same key, different payload: refused.
     PayloadMismatch,
-    AlreadyParked { reason: Option<String> },
+    AlreadyParked {
+        reason: Option<String>,
+    },
 }
 
 /// A ledger record as read back (for the trace tool and tests).
@@ -107,6 +122,8 @@ pub struct LedgerRecord {
     pub key: RecordKey,
     pub status: Status,
     pub attempts: u32,
+    /// Attempts that ended in a refused credential (after a refresh).
+    pub permission_failures: u32,
     pub payload_hash: String,
     pub correlation_id: Option<String>,
     pub flow: Option<String>,
@@ -138,6 +155,18 @@ pub trait IdempotencyStore: Send + Sync {
         -> Result<(), LedgerError>;
     /// Terminal: no claim will succeed again (until the record expires).
     async fn park(&self, key: &RecordKey, class: FailureClass, reason: &str, now_ms: i64) -> Result<(), LedgerError>;
+    /// Done without sending: an older version than one already delivered.
+    async fn mark_stale(&self, key: &RecordKey, reason: &str, now_ms: i64) -> Result<(), LedgerError>;
+    /// The last version delivered for an entity of a flow (ordering key), if any.
+    async fn last_version(&self, flow: &str, entity: &str) -> Result<Option<i64>, LedgerError>;
+    /// Records `version` as delivered unless a newer one already is.
+    async fn advance_version(
+        &self,
+        flow: &str,
+        entity: &str,
+        version: i64,
+        expires_at_s: i64,
+    ) -> Result<(), LedgerError>;
     /// An event's whole history, in key order.
     async fn history(&self, pk: &str) -> Result<Vec<LedgerRecord>, LedgerError>;
 }
@@ -154,6 +183,7 @@ pub(crate) fn conflict_outcome(existing: &LedgerRecord, request: &ClaimRequest) 
     match existing.status {
         Status::Completed => Some(ClaimOutcome::AlreadyCompleted { summary: existing.summary.clone() }),
         Status::Parked => Some(ClaimOutcome::AlreadyParked { reason: existing.reason.clone() }),
+        Status::Stale => Some(ClaimOutcome::AlreadyCompleted { summary: existing.reason.clone() }),
         Status::InProgress if existing.in_progress_until_ms.unwrap_or(0) > request.now_ms => {
             Some(ClaimOutcome::InProgress)
         }

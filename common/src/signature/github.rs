@@ -8,43 +8,20 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 const SIGNATURE: &str = "X-Hub-Signature-256";
 const DELIVERY: &str = "X-GitHub-Delivery";
 
-pub(super) fn verify(
-    headers: &HeaderMap,
-    body: &[u8],
-    keys: &[Key],
-) -> Result<Verified, SignatureError> {
+pub(super) fn verify(headers: &HeaderMap, body: &[u8], keys: &[Key]) -> Result<Verified, SignatureError> {
     let malformed = |reason| SignatureError::MalformedHeader(SIGNATURE.to_owned(), reason);
-    let signature = required(headers, SIGNATURE)?
-        .strip_prefix("sha256=")
-        .ok_or(malformed("no sha256= prefix"))?;
-    let signature = hex::decode(signature)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .ok_or(malformed("signature is not hex"))?;
+    let signature = required(headers, SIGNATURE)?.strip_prefix("sha256=").ok_or(malformed("no sha256= prefix"))?;
+    let signature = hex::decode(signature).ok().filter(|s| !s.is_empty()).ok_or(malformed("signature is not hex"))?;
     let event_id = optional(headers, DELIVERY)?.map(str::to_owned);
     let key_index = matching_key(keys, &[body], &[signature]).ok_or(SignatureError::Mismatch)?;
-    Ok(Verified {
-        event_id,
-        timestamp: None,
-        key_index,
-    })
+    Ok(Verified { event_id, timestamp: None, key_index })
 }
 
-pub(super) fn sign(
-    key: &Key,
-    body: &[u8],
-    id: &str,
-) -> Result<Vec<(HeaderName, HeaderValue)>, SignatureError> {
+pub(super) fn sign(key: &Key, body: &[u8], id: &str) -> Result<Vec<(HeaderName, HeaderValue)>, SignatureError> {
     let signature = format!("sha256={}", hex::encode(tag(key, &[body])));
-    let mut headers = vec![(
-        HeaderName::from_static("x-hub-signature-256"),
-        header_value(SIGNATURE, &signature)?,
-    )];
+    let mut headers = vec![(HeaderName::from_static("x-hub-signature-256"), header_value(SIGNATURE, &signature)?)];
     if !id.is_empty() {
-        headers.push((
-            HeaderName::from_static("x-github-delivery"),
-            header_value(DELIVERY, id)?,
-        ));
+        headers.push((HeaderName::from_static("x-github-delivery"), header_value(DELIVERY, id)?));
     }
     Ok(headers)
 }
@@ -57,16 +34,12 @@ mod tests {
     // GitHub's documented example ("Validating webhook deliveries").
     const SECRET: &str = "It's a Secret to Everybody";
     const BODY: &[u8] = b"Hello, World!";
-    const SIGNATURE: &str =
-        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    const SIGNATURE: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
     const DELIVERY_ID: &str = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
 
     fn headers(signature: &[u8], delivery: Option<&str>) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-hub-signature-256",
-            HeaderValue::from_bytes(signature).unwrap(),
-        );
+        headers.insert("x-hub-signature-256", HeaderValue::from_bytes(signature).unwrap());
         if let Some(id) = delivery {
             headers.insert("x-github-delivery", HeaderValue::from_str(id).unwrap());
         }
@@ -80,81 +53,42 @@ mod tests {
 
     #[test]
     fn github_accepts_its_documented_example() {
-        let verified = check(
-            &headers(SIGNATURE.as_bytes(), Some(DELIVERY_ID)),
-            BODY,
-            &[SECRET],
-        )
-        .unwrap();
-        let expected = Verified {
-            event_id: Some(DELIVERY_ID.into()),
-            timestamp: None,
-            key_index: 0,
-        };
+        let verified = check(&headers(SIGNATURE.as_bytes(), Some(DELIVERY_ID)), BODY, &[SECRET]).unwrap();
+        let expected = Verified { event_id: Some(DELIVERY_ID.into()), timestamp: None, key_index: 0 };
         assert_eq!(verified, expected);
     }
 
     #[test]
     fn github_signs_exactly_what_github_would_send() {
-        let signed = sign(
-            &Scheme::Github,
-            &SigningSecret::new(SECRET),
-            BODY,
-            0,
-            DELIVERY_ID,
-        )
-        .unwrap();
-        assert_eq!(
-            header_map(signed),
-            headers(SIGNATURE.as_bytes(), Some(DELIVERY_ID))
-        );
+        let signed = sign(&Scheme::Github, &SigningSecret::new(SECRET), BODY, 0, DELIVERY_ID).unwrap();
+        assert_eq!(header_map(signed), headers(SIGNATURE.as_bytes(), Some(DELIVERY_ID)));
     }
 
     #[test]
     fn github_round_trips_what_it_signs() {
-        let signed = sign(
-            &Scheme::Github,
-            &SigningSecret::new("s3cret"),
-            b"{}",
-            0,
-            "d-1",
-        )
-        .unwrap();
+        let signed = sign(&Scheme::Github, &SigningSecret::new("s3cret"), b"{}", 0, "d-1").unwrap();
         let verified = check(&header_map(signed), b"{}", &["s3cret"]).unwrap();
         assert_eq!(verified.event_id.as_deref(), Some("d-1"));
     }
 
     #[test]
     fn github_rejects_a_body_with_one_byte_changed() {
-        let result = check(
-            &headers(SIGNATURE.as_bytes(), None),
-            b"Hello, World?",
-            &[SECRET],
-        );
+        let result = check(&headers(SIGNATURE.as_bytes(), None), b"Hello, World?", &[SECRET]);
         assert_eq!(result, Err(SignatureError::Mismatch));
     }
 
     #[test]
     fn github_rejects_a_changed_signature() {
         let changed = SIGNATURE.replace("7571", "7572");
-        assert_eq!(
-            check(&headers(changed.as_bytes(), None), BODY, &[SECRET]),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(check(&headers(changed.as_bytes(), None), BODY, &[SECRET]), Err(SignatureError::Mismatch));
         let short = &SIGNATURE[..SIGNATURE.len() - 2];
-        assert_eq!(
-            check(&headers(short.as_bytes(), None), BODY, &[SECRET]),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(check(&headers(short.as_bytes(), None), BODY, &[SECRET]), Err(SignatureError::Mismatch));
     }
 
     #[test]
     fn github_reports_a_missing_signature_header() {
         let result = check(&HeaderMap::new(), BODY, &[SECRET]);
-        assert_eq!(
-            result,
-            Err(SignatureError::MissingHeader("X-Hub-Signature-256".into()))
-        );
+        assert_eq!(result, Err(SignatureError::MissingHeader("X-Hub-Signature-256".into())));
     }
 
     #[test]
@@ -168,66 +102,28 @@ mod tests {
         let bare_hex = &SIGNATURE["sha256=".len()..];
         let sha1 = format!("sha1={bare_hex}");
         let odd = format!("{SIGNATURE}0");
-        for bad in [
-            bare_hex.as_bytes(),
-            sha1.as_bytes(),
-            odd.as_bytes(),
-            b"sha256=zz",
-            b"sha256=",
-            b"\xff\xfe",
-        ] {
+        for bad in [bare_hex.as_bytes(), sha1.as_bytes(), odd.as_bytes(), b"sha256=zz", b"sha256=", b"\xff\xfe"] {
             let result = check(&headers(bad, None), BODY, &[SECRET]);
-            assert!(
-                matches!(result, Err(SignatureError::MalformedHeader(..))),
-                "{bad:?}: {result:?}"
-            );
+            assert!(matches!(result, Err(SignatureError::MalformedHeader(..))), "{bad:?}: {result:?}");
         }
         let mut repeated = headers(SIGNATURE.as_bytes(), None);
         repeated.append("x-hub-signature-256", HeaderValue::from_static("sha256=00"));
-        assert!(matches!(
-            check(&repeated, BODY, &[SECRET]),
-            Err(SignatureError::MalformedHeader(..))
-        ));
+        assert!(matches!(check(&repeated, BODY, &[SECRET]), Err(SignatureError::MalformedHeader(..))));
         let mut bad_id = headers(SIGNATURE.as_bytes(), None);
-        bad_id.insert(
-            "x-github-delivery",
-            HeaderValue::from_bytes(b"\xe9t\xe9").unwrap(),
-        );
+        bad_id.insert("x-github-delivery", HeaderValue::from_bytes(b"\xe9t\xe9").unwrap());
         let result = check(&bad_id, BODY, &[SECRET]);
-        assert_eq!(
-            result,
-            Err(SignatureError::MalformedHeader(
-                "X-GitHub-Delivery".into(),
-                "not visible ASCII"
-            ))
-        );
+        assert_eq!(result, Err(SignatureError::MalformedHeader("X-GitHub-Delivery".into(), "not visible ASCII")));
     }
 
     #[test]
     fn github_accepts_the_previous_secret_and_reports_key_index_1() {
-        let verified = check(
-            &headers(SIGNATURE.as_bytes(), None),
-            BODY,
-            &["rotated", SECRET],
-        )
-        .unwrap();
+        let verified = check(&headers(SIGNATURE.as_bytes(), None), BODY, &["rotated", SECRET]).unwrap();
         assert_eq!(verified.key_index, 1);
     }
 
     #[test]
     fn github_refuses_to_sign_with_an_id_that_cannot_be_a_header() {
-        let result = sign(
-            &Scheme::Github,
-            &SigningSecret::new(SECRET),
-            BODY,
-            0,
-            "line\nbreak",
-        );
-        assert_eq!(
-            result,
-            Err(SignatureError::InvalidHeaderValue(
-                "X-GitHub-Delivery".into()
-            ))
-        );
+        let result = sign(&Scheme::Github, &SigningSecret::new(SECRET), BODY, 0, "line\nbreak");
+        assert_eq!(result, Err(SignatureError::InvalidHeaderValue("X-GitHub-Delivery".into())));
     }
 }

@@ -63,9 +63,7 @@ impl HmacScheme {
             .ok_or_else(|| malformed("signature prefix missing"))?;
         let signature = match self.encoding {
             Encoding::Hex => hex::decode(encoded).map_err(|_| malformed("signature is not hex")),
-            Encoding::Base64 => STANDARD
-                .decode(encoded)
-                .map_err(|_| malformed("signature is not base64")),
+            Encoding::Base64 => STANDARD.decode(encoded).map_err(|_| malformed("signature is not base64")),
         }?;
         if signature.is_empty() {
             return Err(malformed("signature is empty"));
@@ -85,17 +83,12 @@ impl HmacScheme {
             Some((raw, _)) => &[raw.as_bytes(), b".", body],
             None => &[body],
         };
-        let key_index =
-            matching_key(keys, content, &[signature]).ok_or(SignatureError::Mismatch)?;
+        let key_index = matching_key(keys, content, &[signature]).ok_or(SignatureError::Mismatch)?;
         let timestamp = signed_timestamp.map(|(_, t)| t);
         if let Some(t) = timestamp {
             clock.check(t)?;
         }
-        Ok(Verified {
-            event_id,
-            timestamp,
-            key_index,
-        })
+        Ok(Verified { event_id, timestamp, key_index })
     }
 
     pub(super) fn sign(
@@ -117,10 +110,7 @@ impl HmacScheme {
             Encoding::Base64 => STANDARD.encode(mac),
         };
         let signature = format!("{}{encoded}", self.prefix);
-        let mut headers = vec![(
-            header_name(&self.header)?,
-            header_value(&self.header, &signature)?,
-        )];
+        let mut headers = vec![(header_name(&self.header)?, header_value(&self.header, &signature)?)];
         if let Some(name) = &self.timestamp_header {
             headers.push((header_name(name)?, header_value(name, &t)?));
         }
@@ -150,16 +140,13 @@ pub(super) fn tag(key: &Key, parts: &[&[u8]]) -> Vec<u8> {
 pub(super) fn matching_key(keys: &[Key], parts: &[&[u8]], candidates: &[Vec<u8>]) -> Option<usize> {
     keys.iter().position(|key| {
         let mac = mac_of(key, parts);
-        candidates
-            .iter()
-            .any(|c| mac.clone().verify_slice(c).is_ok())
+        candidates.iter().any(|c| mac.clone().verify_slice(c).is_ok())
     })
 }
 
 fn header_name(name: &str) -> Result<HeaderName, SignatureError> {
-    HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-        SignatureError::InvalidConfig("a configured header name is not a valid HTTP header name")
-    })
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| SignatureError::InvalidConfig("a configured header name is not a valid HTTP header name"))
 }
 
 #[cfg(test)]
@@ -204,8 +191,7 @@ mod tests {
 
     fn timed_headers(signature: &str, t: &str) -> HeaderMap {
         let values = [signature, t, "evt_42"].map(|v| HeaderValue::from_str(v).unwrap());
-        let names =
-            ["x-acme-signature", "x-acme-timestamp", "x-acme-event"].map(HeaderName::from_static);
+        let names = ["x-acme-signature", "x-acme-timestamp", "x-acme-event"].map(HeaderName::from_static);
         names.into_iter().zip(values).collect()
     }
 
@@ -218,43 +204,24 @@ mod tests {
         timed_headers(&format!("sha256={TIMED_HEX}"), &T.to_string())
     }
 
-    fn check(
-        scheme: &Scheme,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: i64,
-    ) -> Result<Verified, SignatureError> {
+    fn check(scheme: &Scheme, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Verified, SignatureError> {
         verify(scheme, headers, body, &secrets(&[SECRET]), now, 300)
     }
 
     #[test]
     fn hmac_accepts_independently_computed_signatures() {
         let verified = check(&timed(), &vector(), BODY, T).unwrap();
-        let expected = Verified {
-            event_id: Some("evt_42".into()),
-            timestamp: Some(T),
-            key_index: 0,
-        };
+        let expected = Verified { event_id: Some("evt_42".into()), timestamp: Some(T), key_index: 0 };
         assert_eq!(verified, expected);
         let verified = check(&plain(), &plain_headers(PLAIN_BASE64), BODY, 0).unwrap();
-        assert_eq!(
-            verified,
-            Verified {
-                event_id: None,
-                timestamp: None,
-                key_index: 0
-            }
-        );
+        assert_eq!(verified, Verified { event_id: None, timestamp: None, key_index: 0 });
     }
 
     #[test]
     fn hmac_round_trips_what_it_signs_in_both_encodings() {
         for scheme in [timed(), plain()] {
             let signed = sign(&scheme, &SigningSecret::new(SECRET), b"x", T, "evt_42").unwrap();
-            assert!(
-                check(&scheme, &header_map(signed), b"x", T).is_ok(),
-                "{scheme:?}"
-            );
+            assert!(check(&scheme, &header_map(signed), b"x", T).is_ok(), "{scheme:?}");
         }
         let signed = sign(&timed(), &SigningSecret::new(SECRET), BODY, T, "evt_42").unwrap();
         assert_eq!(header_map(signed), vector());
@@ -271,10 +238,7 @@ mod tests {
         let changed = timed_headers(&format!("sha256=0{}", &TIMED_HEX[1..]), &T.to_string());
         let moved = timed_headers(&format!("sha256={TIMED_HEX}"), &(T - 1).to_string());
         for headers in [changed, moved] {
-            assert_eq!(
-                check(&timed(), &headers, BODY, T),
-                Err(SignatureError::Mismatch)
-            );
+            assert_eq!(check(&timed(), &headers, BODY, T), Err(SignatureError::Mismatch));
         }
     }
 
@@ -283,10 +247,7 @@ mod tests {
         let stale = check(&timed(), &vector(), BODY, T + 301);
         assert_eq!(stale, Err(SignatureError::StaleTimestamp { age_secs: 301 }));
         let future = check(&timed(), &vector(), BODY, T - 301);
-        assert_eq!(
-            future,
-            Err(SignatureError::FutureTimestamp { ahead_secs: 301 })
-        );
+        assert_eq!(future, Err(SignatureError::FutureTimestamp { ahead_secs: 301 }));
     }
 
     #[test]
@@ -302,13 +263,7 @@ mod tests {
     #[test]
     fn hmac_reports_malformed_headers() {
         let (t, good) = (T.to_string(), format!("sha256={TIMED_HEX}"));
-        let cases = [
-            (TIMED_HEX, t.as_str()),
-            ("sha256=xyz", &t),
-            ("sha256=", &t),
-            (&good, "soon"),
-            (&good, "1e9"),
-        ];
+        let cases = [(TIMED_HEX, t.as_str()), ("sha256=xyz", &t), ("sha256=", &t), (&good, "soon"), (&good, "1e9")];
         for (signature, timestamp) in cases {
             let result = check(&timed(), &timed_headers(signature, timestamp), BODY, T);
             let malformed = matches!(result, Err(SignatureError::MalformedHeader(..)));
@@ -316,10 +271,7 @@ mod tests {
         }
         let result = check(&plain(), &plain_headers("!!!"), BODY, 0);
         let reason = "signature is not base64";
-        assert_eq!(
-            result,
-            Err(SignatureError::MalformedHeader("X-Sig".into(), reason))
-        );
+        assert_eq!(result, Err(SignatureError::MalformedHeader("X-Sig".into(), reason)));
     }
 
     #[test]
@@ -331,15 +283,9 @@ mod tests {
 
     #[test]
     fn hmac_reports_an_invalid_header_name_as_a_config_error() {
-        let broken = Scheme::Hmac(HmacScheme {
-            header: "X Bad Header".into(),
-            ..plain_config()
-        });
+        let broken = Scheme::Hmac(HmacScheme { header: "X Bad Header".into(), ..plain_config() });
         let err = check(&broken, &vector(), BODY, T).unwrap_err();
-        assert!(
-            err.is_config_error() && err.code() == "invalid_config",
-            "{err:?}"
-        );
+        assert!(err.is_config_error() && err.code() == "invalid_config", "{err:?}");
         assert_eq!(broken.validate(), Err(err));
         assert!(sign(&broken, &SigningSecret::new(SECRET), BODY, T, "").is_err());
     }
@@ -385,32 +331,16 @@ mod tests {
         .unwrap();
         let scheme = |name: &str| config.sources[name].scheme.clone();
         assert_eq!(scheme("acme"), timed());
-        let defaults = HmacScheme {
-            encoding: Encoding::Hex,
-            ..plain_config()
-        };
+        let defaults = HmacScheme { encoding: Encoding::Hex, ..plain_config() };
         assert_eq!(scheme("defaults"), Scheme::Hmac(defaults));
         assert_eq!(scheme("stripe"), Scheme::Stripe);
         assert_eq!(scheme("svix"), Scheme::StandardWebhooks);
-        assert_eq!(
-            config.sources["svix"].secret_id,
-            "switchyard/dev/source/svix"
-        );
+        assert_eq!(config.sources["svix"].secret_id, "switchyard/dev/source/svix");
         let github = json!({"scheme": "github", "secret_id": "s"});
-        assert_eq!(
-            serde_json::from_value::<Source>(github).unwrap().scheme,
-            Scheme::Github
-        );
+        assert_eq!(serde_json::from_value::<Source>(github).unwrap().scheme, Scheme::Github);
         let base32 = json!({"scheme": "hmac", "header": "X-Sig", "encoding": "base32"});
-        for bad in [
-            json!({"scheme": "paypal"}),
-            json!({"scheme": "hmac"}),
-            base32,
-        ] {
-            assert!(
-                serde_json::from_value::<Scheme>(bad.clone()).is_err(),
-                "{bad}"
-            );
+        for bad in [json!({"scheme": "paypal"}), json!({"scheme": "hmac"}), base32] {
+            assert!(serde_json::from_value::<Scheme>(bad.clone()).is_err(), "{bad}");
         }
     }
 }

@@ -144,12 +144,7 @@ impl SignatureError {
     /// True when the fault is ours (secrets or scheme config), not the sender's:
     /// the event was not judged, so it must not be answered as a bad signature.
     pub fn is_config_error(&self) -> bool {
-        matches!(
-            self,
-            SignatureError::InvalidSecret(..)
-                | SignatureError::NoSecrets
-                | SignatureError::InvalidConfig(_)
-        )
+        matches!(self, SignatureError::InvalidSecret(..) | SignatureError::NoSecrets | SignatureError::InvalidConfig(_))
     }
 }
 
@@ -165,10 +160,7 @@ pub fn verify(
     tolerance_secs: i64,
 ) -> Result<Verified, SignatureError> {
     let keys = scheme.keys(secrets)?;
-    let clock = Clock {
-        now: now_unix,
-        tolerance: tolerance_secs.max(0),
-    };
+    let clock = Clock { now: now_unix, tolerance: tolerance_secs.max(0) };
     match scheme {
         Scheme::Stripe => stripe::verify(headers, body, &keys, clock),
         Scheme::Github => github::verify(headers, body, &keys),
@@ -187,10 +179,7 @@ pub fn sign(
     timestamp: i64,
     id: &str,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, SignatureError> {
-    let key = scheme
-        .keys(std::slice::from_ref(secret))?
-        .pop()
-        .ok_or(SignatureError::NoSecrets)?;
+    let key = scheme.keys(std::slice::from_ref(secret))?.pop().ok_or(SignatureError::NoSecrets)?;
     match scheme {
         Scheme::Stripe => stripe::sign(&key, body, timestamp),
         Scheme::Github => github::sign(&key, body, id),
@@ -212,9 +201,7 @@ impl Clock {
         if age_secs > self.tolerance {
             Err(SignatureError::StaleTimestamp { age_secs })
         } else if age_secs < -self.tolerance {
-            Err(SignatureError::FutureTimestamp {
-                ahead_secs: age_secs.saturating_neg(),
-            })
+            Err(SignatureError::FutureTimestamp { ahead_secs: age_secs.saturating_neg() })
         } else {
             Ok(())
         }
@@ -234,15 +221,10 @@ fn optional<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, S
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(SignatureError::MalformedHeader(
-            name.to_owned(),
-            "header repeated",
-        ));
+        return Err(SignatureError::MalformedHeader(name.to_owned(), "header repeated"));
     }
-    let value = value
-        .to_str()
-        .map_err(|_| SignatureError::MalformedHeader(name.to_owned(), "not visible ASCII"))?
-        .trim();
+    let value =
+        value.to_str().map_err(|_| SignatureError::MalformedHeader(name.to_owned(), "not visible ASCII"))?.trim();
     Ok((!value.is_empty()).then_some(value))
 }
 
@@ -253,9 +235,7 @@ fn parse_unix(header: &str, value: &str) -> Result<i64, SignatureError> {
         .parse::<i64>()
         .ok()
         .filter(|t| t.to_string() == value)
-        .ok_or_else(|| {
-            SignatureError::MalformedHeader(header.to_owned(), "timestamp is not an integer")
-        })
+        .ok_or_else(|| SignatureError::MalformedHeader(header.to_owned(), "timestamp is not an integer"))
 }
 
 fn header_value(name: &str, value: &str) -> Result<HeaderValue, SignatureError> {
@@ -289,13 +269,7 @@ mod tests {
             id_header: Some("X-Sig-Id".into()),
         };
         let (stripe, github, shopify) = (Scheme::Stripe, Scheme::Github, Scheme::Shopify);
-        [
-            stripe,
-            github,
-            shopify,
-            Scheme::StandardWebhooks,
-            Scheme::Hmac(generic),
-        ]
+        [stripe, github, shopify, Scheme::StandardWebhooks, Scheme::Hmac(generic)]
     }
 
     #[test]
@@ -303,10 +277,7 @@ mod tests {
         let secret = SigningSecret::new("whsec_hunter2");
         let nested = format!("{:?}", Some(&secret));
         for shown in [format!("{secret:?}"), format!("{secret}"), nested] {
-            assert!(
-                !shown.contains("hunter2") && !shown.contains("whsec"),
-                "{shown}"
-            );
+            assert!(!shown.contains("hunter2") && !shown.contains("whsec"), "{shown}");
         }
     }
 
@@ -316,10 +287,7 @@ mod tests {
             let err = verify(&scheme, &HeaderMap::new(), b"", &[], 0, 300).unwrap_err();
             assert!(err == SignatureError::NoSecrets && err.is_config_error());
             let err = scheme.check_secret(&SigningSecret::new("")).unwrap_err();
-            assert!(
-                matches!(err, SignatureError::InvalidSecret(0, _)),
-                "{scheme:?}"
-            );
+            assert!(matches!(err, SignatureError::InvalidSecret(0, _)), "{scheme:?}");
             assert!(sign(&scheme, &SigningSecret::new(""), b"{}", 1, "id").is_err());
             assert!(scheme.check_secret(&SigningSecret::new(SECRET)).is_ok());
             assert!(scheme.validate().is_ok());
@@ -331,9 +299,7 @@ mod tests {
         for scheme in all_schemes() {
             let signed = sign(&scheme, &SigningSecret::new(SECRET), b"{}", 1_000, "evt_1").unwrap();
             let headers = header_map(signed.clone());
-            let check = |body: &[u8], secret| {
-                verify(&scheme, &headers, body, &secrets(&[secret]), 1_000, 300)
-            };
+            let check = |body: &[u8], secret| verify(&scheme, &headers, body, &secrets(&[secret]), 1_000, 300);
             assert!(check(b"{}", SECRET).is_ok(), "{scheme:?}");
             for err in [check(b"[]", SECRET), check(b"{}", "whsec_b3RoZXI=")] {
                 let message = err.unwrap_err().to_string();
@@ -383,11 +349,7 @@ mod tests {
             FutureTimestamp { ahead_secs: 1 },
             InvalidSecret(0, "r"),
         ];
-        let codes = [
-            "missing_signature",
-            "malformed_signature",
-            "signature_mismatch",
-        ];
+        let codes = ["missing_signature", "malformed_signature", "signature_mismatch"];
         let more = ["stale_timestamp", "future_timestamp", "invalid_secret"];
         assert_eq!(errors.map(|e| e.code()), [codes, more].concat().as_slice());
     }

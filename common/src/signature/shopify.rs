@@ -10,40 +10,20 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 const SIGNATURE: &str = "X-Shopify-Hmac-Sha256";
 const WEBHOOK_ID: &str = "X-Shopify-Webhook-Id";
 
-pub(super) fn verify(
-    headers: &HeaderMap,
-    body: &[u8],
-    keys: &[Key],
-) -> Result<Verified, SignatureError> {
+pub(super) fn verify(headers: &HeaderMap, body: &[u8], keys: &[Key]) -> Result<Verified, SignatureError> {
     let signature = STANDARD
         .decode(required(headers, SIGNATURE)?)
-        .map_err(|_| {
-            SignatureError::MalformedHeader(SIGNATURE.to_owned(), "signature is not base64")
-        })?;
+        .map_err(|_| SignatureError::MalformedHeader(SIGNATURE.to_owned(), "signature is not base64"))?;
     let event_id = optional(headers, WEBHOOK_ID)?.map(str::to_owned);
     let key_index = matching_key(keys, &[body], &[signature]).ok_or(SignatureError::Mismatch)?;
-    Ok(Verified {
-        event_id,
-        timestamp: None,
-        key_index,
-    })
+    Ok(Verified { event_id, timestamp: None, key_index })
 }
 
-pub(super) fn sign(
-    key: &Key,
-    body: &[u8],
-    id: &str,
-) -> Result<Vec<(HeaderName, HeaderValue)>, SignatureError> {
+pub(super) fn sign(key: &Key, body: &[u8], id: &str) -> Result<Vec<(HeaderName, HeaderValue)>, SignatureError> {
     let signature = STANDARD.encode(tag(key, &[body]));
-    let mut headers = vec![(
-        HeaderName::from_static("x-shopify-hmac-sha256"),
-        header_value(SIGNATURE, &signature)?,
-    )];
+    let mut headers = vec![(HeaderName::from_static("x-shopify-hmac-sha256"), header_value(SIGNATURE, &signature)?)];
     if !id.is_empty() {
-        headers.push((
-            HeaderName::from_static("x-shopify-webhook-id"),
-            header_value(WEBHOOK_ID, id)?,
-        ));
+        headers.push((HeaderName::from_static("x-shopify-webhook-id"), header_value(WEBHOOK_ID, id)?));
     }
     Ok(headers)
 }
@@ -62,10 +42,7 @@ mod tests {
 
     fn headers(signature: &[u8], id: Option<&str>) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-shopify-hmac-sha256",
-            HeaderValue::from_bytes(signature).unwrap(),
-        );
+        headers.insert("x-shopify-hmac-sha256", HeaderValue::from_bytes(signature).unwrap());
         if let Some(id) = id {
             headers.insert("x-shopify-webhook-id", HeaderValue::from_str(id).unwrap());
         }
@@ -78,34 +55,15 @@ mod tests {
 
     #[test]
     fn shopify_accepts_an_independently_computed_signature() {
-        let verified = check(
-            &headers(SIGNATURE.as_bytes(), Some(WEBHOOK_ID)),
-            BODY,
-            &[SECRET],
-        )
-        .unwrap();
-        let expected = Verified {
-            event_id: Some(WEBHOOK_ID.into()),
-            timestamp: None,
-            key_index: 0,
-        };
+        let verified = check(&headers(SIGNATURE.as_bytes(), Some(WEBHOOK_ID)), BODY, &[SECRET]).unwrap();
+        let expected = Verified { event_id: Some(WEBHOOK_ID.into()), timestamp: None, key_index: 0 };
         assert_eq!(verified, expected);
     }
 
     #[test]
     fn shopify_signs_exactly_what_shopify_would_send() {
-        let signed = sign(
-            &Scheme::Shopify,
-            &SigningSecret::new(SECRET),
-            BODY,
-            0,
-            WEBHOOK_ID,
-        )
-        .unwrap();
-        assert_eq!(
-            header_map(signed),
-            headers(SIGNATURE.as_bytes(), Some(WEBHOOK_ID))
-        );
+        let signed = sign(&Scheme::Shopify, &SigningSecret::new(SECRET), BODY, 0, WEBHOOK_ID).unwrap();
+        assert_eq!(header_map(signed), headers(SIGNATURE.as_bytes(), Some(WEBHOOK_ID)));
     }
 
     #[test]
@@ -119,57 +77,33 @@ mod tests {
     fn shopify_rejects_a_body_with_one_byte_changed() {
         let mut body = BODY.to_vec();
         body[10] = b'3';
-        assert_eq!(
-            check(&headers(SIGNATURE.as_bytes(), None), &body, &[SECRET]),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(check(&headers(SIGNATURE.as_bytes(), None), &body, &[SECRET]), Err(SignatureError::Mismatch));
     }
 
     #[test]
     fn shopify_rejects_a_changed_signature() {
         let changed = SIGNATURE.replacen('3', "4", 1);
-        assert_eq!(
-            check(&headers(changed.as_bytes(), None), BODY, &[SECRET]),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(check(&headers(changed.as_bytes(), None), BODY, &[SECRET]), Err(SignatureError::Mismatch));
     }
 
     #[test]
     fn shopify_reports_a_missing_signature_header() {
         let result = check(&HeaderMap::new(), BODY, &[SECRET]);
-        assert_eq!(
-            result,
-            Err(SignatureError::MissingHeader(
-                "X-Shopify-Hmac-Sha256".into()
-            ))
-        );
+        assert_eq!(result, Err(SignatureError::MissingHeader("X-Shopify-Hmac-Sha256".into())));
     }
 
     #[test]
     fn shopify_reports_malformed_headers() {
         let unpadded = SIGNATURE.trim_end_matches('=');
-        for bad in [
-            b"not base64!".as_slice(),
-            unpadded.as_bytes(),
-            b"====",
-            b"\xff",
-        ] {
+        for bad in [b"not base64!".as_slice(), unpadded.as_bytes(), b"====", b"\xff"] {
             let result = check(&headers(bad, None), BODY, &[SECRET]);
-            assert!(
-                matches!(result, Err(SignatureError::MalformedHeader(..))),
-                "{bad:?}: {result:?}"
-            );
+            assert!(matches!(result, Err(SignatureError::MalformedHeader(..))), "{bad:?}: {result:?}");
         }
     }
 
     #[test]
     fn shopify_accepts_the_previous_secret_and_reports_key_index_1() {
-        let verified = check(
-            &headers(SIGNATURE.as_bytes(), None),
-            BODY,
-            &["shpss_new", SECRET],
-        )
-        .unwrap();
+        let verified = check(&headers(SIGNATURE.as_bytes(), None), BODY, &["shpss_new", SECRET]).unwrap();
         assert_eq!(verified.key_index, 1);
     }
 }

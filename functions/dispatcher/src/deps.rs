@@ -29,12 +29,26 @@ pub struct Deps {
     /// The queue this dispatcher consumes (for visibility changes).
     pub dispatch_queue_url: String,
     pub dispatch_dlq_url: String,
+    /// The FIFO pair for flows with an ordering key.
+    pub dispatch_fifo_queue_url: String,
+    pub dispatch_fifo_dlq_url: String,
     pub settings: Settings,
 }
 
 impl Deps {
+    /// The queue a message came from and its DLQ: FIFO deliveries park in the FIFO DLQ.
+    pub fn queues_for(&self, event_source_arn: Option<&str>) -> (&str, &str) {
+        if event_source_arn.is_some_and(|arn| arn.ends_with(".fifo")) {
+            (&self.dispatch_fifo_queue_url, &self.dispatch_fifo_dlq_url)
+        } else {
+            (&self.dispatch_queue_url, &self.dispatch_dlq_url)
+        }
+    }
+}
+
+impl Deps {
     /// Reads `SWITCHYARD_STAGE`, `SWITCHYARD_LEDGER_TABLE`, `SWITCHYARD_DISPATCH_QUEUE_URL`,
-    /// `SWITCHYARD_DISPATCH_DLQ_URL`, optional `SWITCHYARD_SECRET_MAX_AGE_SECS` and the flow file.
+    /// `SWITCHYARD_DISPATCH_DLQ_URL`, their `_FIFO_` twins, optional `SWITCHYARD_SECRET_MAX_AGE_SECS` and the flow file.
     pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, String> {
         let max_age = std::env::var("SWITCHYARD_SECRET_MAX_AGE_SECS")
             .ok()
@@ -50,6 +64,8 @@ impl Deps {
             http: http_client(),
             dispatch_queue_url: env("SWITCHYARD_DISPATCH_QUEUE_URL")?,
             dispatch_dlq_url: env("SWITCHYARD_DISPATCH_DLQ_URL")?,
+            dispatch_fifo_queue_url: env("SWITCHYARD_DISPATCH_FIFO_QUEUE_URL")?,
+            dispatch_fifo_dlq_url: env("SWITCHYARD_DISPATCH_FIFO_DLQ_URL")?,
             settings: Settings::default(),
         })
     }

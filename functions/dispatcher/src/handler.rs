@@ -22,13 +22,18 @@ fn receive_count(message: &SqsMessage) -> u32 {
     message.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1)
 }
 
+/// How long ago the delivery was first queued (retries do not re-send it).
+fn age_ms(message: &SqsMessage, now: i64) -> i64 {
+    message.attributes.get("SentTimestamp").and_then(|v| v.parse::<i64>().ok()).map_or(0, |sent| now - sent)
+}
+
 async fn handle_record(deps: &Deps, message: &SqsMessage, deadline_ms: i64) -> RecordResult {
     let body = message.body.as_deref().unwrap_or_default();
     let delivery = match Delivery::from_json(body) {
         Ok(d) => d,
         Err(e) => {
             let failure = Failure::terminal(e.to_string());
-            return park(deps, dlq_message(body, &failure, receive_count(message)), &failure).await;
+            return park(deps, message, dlq_message(body, &failure, receive_count(message)), &failure).await;
         }
     };
     let span = tracing::info_span!(
@@ -52,7 +57,7 @@ async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadli
     };
     let Some(destination) = deps.config.destination(&delivery.destination) else {
         let failure = Failure::terminal(format!("unknown destination {:?}", delivery.destination));
-        return park(deps, dlq(&failure), &failure).await;
+        return park(deps, message, dlq(&failure), &failure).await;
     };
 
     let now = now_ms();
@@ -79,15 +84,35 @@ async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadli
         }
         Ok(ClaimOutcome::InProgress) => {
             info!("another worker holds this delivery; will look again");
-            return retry_later(deps, message, destination, &Failure::transient("in progress elsewhere"), attempt).await;
+            return retry_later(deps, message, destination, &Failure::transient("in progress elsewhere"), attempt)
+                .await;
         }
         Ok(ClaimOutcome::PayloadMismatch) => {
             let failure = Failure::terminal("payload_mismatch");
-            return park(deps, dlq(&failure), &failure).await;
+            return park(deps, message, dlq(&failure), &failure).await;
         }
         Err(e) => {
             warn!(error = %e, "ledger unavailable; will retry");
             return retry_later(deps, message, destination, &Failure::transient(e.to_string()), attempt).await;
+        }
+    }
+
+    if let (Some(entity), Some(version)) = (&delivery.ordering_key, delivery.entity_version) {
+        match deps.ledger.last_version(&delivery.flow, entity).await {
+            Ok(Some(last)) if version < last => {
+                let reason = format!("stale: version {version} is older than {last}, already delivered");
+                info!(%reason, "skipped");
+                metrics::count("Stale", 1, &[("Flow", &delivery.flow)]);
+                if let Err(e) = deps.ledger.mark_stale(&key, &reason, now_ms()).await {
+                    warn!(error = %e, "could not record the stale delivery");
+                }
+                return RecordResult::Done;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                mark(deps, &key, &Failure::transient(e.to_string()), false).await;
+                return retry_later(deps, message, destination, &Failure::transient(e.to_string()), attempt).await;
+            }
         }
     }
 
@@ -103,10 +128,15 @@ async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadli
             info!(status = done.status, attempt, "delivered");
             metrics::count("Delivered", 1, &[("Flow", &delivery.flow)]);
             finish(deps, &key, &format!("HTTP {}", done.status)).await;
+            if let (Some(entity), Some(version)) = (&delivery.ordering_key, delivery.entity_version) {
+                if let Err(e) = deps.ledger.advance_version(&delivery.flow, entity, version, claim.expires_at_s).await {
+                    warn!(error = %e, "could not record the delivered version");
+                }
+            }
             RecordResult::Done
         }
         Err(failure) if failure.is_terminal() => {
-            let result = park(deps, dlq(&failure), &failure).await;
+            let result = park(deps, message, dlq(&failure), &failure).await;
             // Parked only once the DLQ holds it; otherwise released for the retry.
             mark(deps, &key, &failure, result == RecordResult::Done).await;
             result
@@ -116,12 +146,14 @@ async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadli
                 warn!(permission_failure = true, reason = %failure.reason, "credentials refused after a refresh");
                 metrics::count("PermissionFailure", 1, &[("Destination", &destination.name)]);
             }
-            if attempt >= destination.retry.max_attempts {
+            let too_old = age_ms(message, now_ms()) > destination.retry.max_age_secs as i64 * 1000;
+            if attempt >= destination.retry.max_attempts || too_old {
                 let spent = Failure::terminal(format!(
-                    "retry budget exhausted after {attempt} attempts; last error: {}",
+                    "retry budget exhausted after {attempt} attempts{}; last error: {}",
+                    if too_old { " (max age)" } else { "" },
                     failure.reason
                 ));
-                let result = park(deps, dlq(&spent), &spent).await;
+                let result = park(deps, message, dlq(&spent), &spent).await;
                 mark(deps, &key, &spent, result == RecordResult::Done).await;
                 return result;
             }
@@ -168,7 +200,8 @@ async fn retry_later(
     let delay = backoff::delay(&destination.retry, attempt, failure.retry_after, &mut rand::rng());
     let secs = backoff::as_visibility_secs(delay);
     if let Some(handle) = message.receipt_handle.as_deref() {
-        if let Err(e) = deps.queue.set_visibility(&deps.dispatch_queue_url, handle, secs).await {
+        let (queue_url, _) = deps.queues_for(message.event_source_arn.as_deref());
+        if let Err(e) = deps.queue.set_visibility(queue_url, handle, secs).await {
             warn!(error = %e, "could not set the retry delay; the queue's visibility timeout applies");
         }
     }
@@ -185,8 +218,15 @@ fn dlq_message(body: &str, failure: &Failure, attempts: u32) -> OutboundMessage 
         .attribute("stage", "dispatcher")
 }
 
-async fn park(deps: &Deps, dlq: OutboundMessage, failure: &Failure) -> RecordResult {
-    match deps.queue.send(&deps.dispatch_dlq_url, &dlq).await {
+async fn park(deps: &Deps, message: &SqsMessage, dlq: OutboundMessage, failure: &Failure) -> RecordResult {
+    let (_, dlq_url) = deps.queues_for(message.event_source_arn.as_deref());
+    // A FIFO DLQ needs a group and a deduplication id: keep the message's group.
+    let dlq = OutboundMessage {
+        group_id: message.attributes.get("MessageGroupId").cloned(),
+        dedup_id: message.attributes.get("MessageGroupId").and(message.message_id.clone()),
+        ..dlq
+    };
+    match deps.queue.send(dlq_url, &dlq).await {
         Ok(()) => {
             warn!(reason = %failure.reason, class = %failure.class, "parked in the dispatch DLQ");
             metrics::count("Parked", 1, &[("Stage", "dispatcher")]);

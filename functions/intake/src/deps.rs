@@ -52,10 +52,7 @@ impl Deps {
         Ok(Self {
             config: Arc::new(config),
             stage,
-            ledger: Arc::new(DynamoLedger::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                env("SWITCHYARD_LEDGER_TABLE")?,
-            )),
+            ledger: Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), env("SWITCHYARD_LEDGER_TABLE")?)),
             queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk))),
             secrets: Arc::new(CachedSecrets::new(AwsSecrets::new(aws_sdk_secretsmanager::Client::new(sdk)), max_age)),
             ingest_queue_url: env("SWITCHYARD_INGEST_QUEUE_URL")?,

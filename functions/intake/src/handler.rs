@@ -66,18 +66,18 @@ async fn handle_in_span(
         }
     };
     let now = now_ms();
-    let verified = match signature::verify(&source.scheme, &req.headers, &body, &secrets, now / 1000, source.tolerance_secs)
-    {
-        Ok(v) => v,
-        Err(e) if e.is_config_error() => {
-            warn!(code = e.code(), "source secret is unusable");
-            return error(503, "unavailable", "try again later");
-        }
-        Err(e) => {
-            info!(code = e.code(), "rejected: signature");
-            return error(401, e.code(), &e.to_string());
-        }
-    };
+    let verified =
+        match signature::verify(&source.scheme, &req.headers, &body, &secrets, now / 1000, source.tolerance_secs) {
+            Ok(v) => v,
+            Err(e) if e.is_config_error() => {
+                warn!(code = e.code(), "source secret is unusable");
+                return error(503, "unavailable", "try again later");
+            }
+            Err(e) => {
+                info!(code = e.code(), "rejected: signature");
+                return error(401, e.code(), &e.to_string());
+            }
+        };
     if verified.key_index > 0 {
         info!("verified with the previous secret (rotation grace)");
     }
@@ -123,7 +123,14 @@ async fn handle_in_span(
         }
     }
 
-    let mut envelope = Envelope::new(&source.name, event_id.clone(), event_type.clone(), rfc3339(now), payload, correlation_id.clone());
+    let mut envelope = Envelope::new(
+        &source.name,
+        event_id.clone(),
+        event_type.clone(),
+        rfc3339(now),
+        payload,
+        correlation_id.clone(),
+    );
     envelope.providerheaders = kept_headers(source, &req.headers);
     let message = OutboundMessage::new(serde_json::to_string(&envelope).unwrap_or_default())
         .attribute("correlation_id", &correlation_id)
@@ -192,9 +199,12 @@ fn scalar_text(v: &Value) -> Option<String> {
 /// same body is still deduplicated.
 fn event_id(source: &Source, payload: &Value, header_id: Option<&str>, body: &[u8]) -> Result<String, &'static str> {
     let id = match &source.event_id {
-        Some(pointer) => {
-            Some(payload.pointer(pointer).and_then(scalar_text).ok_or("the payload has no event id where the source says")?)
-        }
+        Some(pointer) => Some(
+            payload
+                .pointer(pointer)
+                .and_then(scalar_text)
+                .ok_or("the payload has no event id where the source says")?,
+        ),
         None => header_id.filter(|s| !s.is_empty()).map(str::to_owned),
     };
     Ok(match id {

@@ -86,10 +86,12 @@ async fn serve(args: &Args, config: Config) -> Result<(), String> {
     if let Some(dir) = sink_file.parent() {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     }
-    let sink_addr = Sink::new(Some(sink_file.clone())).start(addr("sink", "127.0.0.1:3001")?).await.map_err(|e| e.to_string())?;
+    let sink_addr =
+        Sink::new(Some(sink_file.clone())).start(addr("sink", "127.0.0.1:3001")?).await.map_err(|e| e.to_string())?;
     let sdk = runtime::aws_config().await;
     let deps = Deps::new(&sdk, &stack, Arc::new(config))?;
-    let pipeline = Pipeline::start(&sdk, &stack, deps, addr("intake", "127.0.0.1:3000")?).await.map_err(|e| e.to_string())?;
+    let pipeline =
+        Pipeline::start(&sdk, &stack, deps, addr("intake", "127.0.0.1:3000")?).await.map_err(|e| e.to_string())?;
     eprintln!(
         "\nswitchyard is running (stage {}, AWS endpoint {}).\n  intake:      {}\n  destination: http://{sink_addr} (requests appended to {})\n\nSend a signed sample event:\n  cargo run -q -p switchyard-local -- send stripe events/stripe/payment_intent.succeeded.json\n\nCtrl-C stops.\n",
         stack.stage,

@@ -51,6 +51,7 @@ impl Deps {
                 config: config.clone(),
                 queue: Arc::new(sqs.clone()),
                 dispatch_queue_url: stack.dispatch_queue_url.clone(),
+                dispatch_fifo_queue_url: stack.dispatch_fifo_queue_url.clone(),
                 ingest_dlq_url: stack.ingest_dlq_url.clone(),
             },
             dispatcher: switchyard_dispatcher::Deps {
@@ -62,6 +63,8 @@ impl Deps {
                 http: switchyard_dispatcher::http_client(),
                 dispatch_queue_url: stack.dispatch_queue_url.clone(),
                 dispatch_dlq_url: stack.dispatch_dlq_url.clone(),
+                dispatch_fifo_queue_url: stack.dispatch_fifo_queue_url.clone(),
+                dispatch_fifo_dlq_url: stack.dispatch_fifo_dlq_url.clone(),
                 settings: switchyard_dispatcher::Settings::default(),
             },
         })
@@ -75,7 +78,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub async fn start(sdk: &aws_config::SdkConfig, stack: &Stack, deps: Deps, intake: SocketAddr) -> std::io::Result<Self> {
+    pub async fn start(
+        sdk: &aws_config::SdkConfig,
+        stack: &Stack,
+        deps: Deps,
+        intake: SocketAddr,
+    ) -> std::io::Result<Self> {
         let Deps { intake: intake_deps, mapper, dispatcher } = deps;
         let listener = crate::intake_http::bind(intake).await?;
         let intake_addr = listener.local_addr()?;
@@ -94,14 +102,18 @@ impl Pipeline {
             async move { switchyard_mapper::handle(&deps, event).await }
         })));
         let dispatcher = Arc::new(dispatcher);
-        let dispatch = Mapping { queue_url: stack.dispatch_queue_url.clone(), batch_size: BATCH_SIZE, wait_secs: 1 };
-        tasks.push(tokio::spawn(poller::run(client, dispatch, move |event| {
-            let deps = dispatcher.clone();
-            async move {
-                let deadline = now_ms() + DISPATCHER_TIMEOUT.as_millis() as i64;
-                switchyard_dispatcher::handle(&deps, event, deadline).await
-            }
-        })));
+        // Two event source mappings on the dispatcher, as in the template.
+        for queue_url in [&stack.dispatch_queue_url, &stack.dispatch_fifo_queue_url] {
+            let dispatch = Mapping { queue_url: queue_url.clone(), batch_size: BATCH_SIZE, wait_secs: 1 };
+            let dispatcher = dispatcher.clone();
+            tasks.push(tokio::spawn(poller::run(client.clone(), dispatch, move |event| {
+                let deps = dispatcher.clone();
+                async move {
+                    let deadline = now_ms() + DISPATCHER_TIMEOUT.as_millis() as i64;
+                    switchyard_dispatcher::handle(&deps, event, deadline).await
+                }
+            })));
+        }
         Ok(Self { intake_addr, tasks })
     }
 

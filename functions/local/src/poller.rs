@@ -25,8 +25,12 @@ fn to_event_message(m: &aws_sdk_sqs::types::Message, queue_url: &str) -> SqsMess
     out.body = m.body().map(str::to_owned);
     out.md5_of_body = m.md5_of_body().map(str::to_owned);
     out.event_source = Some("aws:sqs".to_owned());
-    out.event_source_arn = Some(queue_url.to_owned());
-    out.attributes = m.attributes().map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect()).unwrap_or_default();
+    // Lambda gives the queue's ARN; its last segment, the name, is what handlers look
+    // at (the `.fifo` suffix), and the URL ends with the same name.
+    out.event_source_arn =
+        Some(format!("arn:aws:sqs:local:000000000000:{}", queue_url.rsplit('/').next().unwrap_or_default()));
+    out.attributes =
+        m.attributes().map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect()).unwrap_or_default();
     let mut attrs = HashMap::new();
     for (name, v) in m.message_attributes().into_iter().flatten() {
         let mut a = SqsMessageAttribute::default();
@@ -67,7 +71,11 @@ where
         .enumerate()
         .filter(|(_, m)| !failed.contains(&m.message_id().unwrap_or_default()))
         .filter_map(|(i, m)| {
-            DeleteMessageBatchRequestEntry::builder().id(format!("d{i}")).receipt_handle(m.receipt_handle()?).build().ok()
+            DeleteMessageBatchRequestEntry::builder()
+                .id(format!("d{i}"))
+                .receipt_handle(m.receipt_handle()?)
+                .build()
+                .ok()
         })
         .collect();
     if !entries.is_empty() {

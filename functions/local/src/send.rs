@@ -18,7 +18,8 @@ pub struct SendArgs<'a> {
 
 /// Returns the HTTP status and body of intake's answer.
 pub async fn send(args: SendArgs<'_>) -> Result<(u16, String), String> {
-    let source = args.config.sources.get(args.source).ok_or_else(|| format!("no source {:?} in the flow file", args.source))?;
+    let source =
+        args.config.sources.get(args.source).ok_or_else(|| format!("no source {:?} in the flow file", args.source))?;
     let secrets: HashMap<String, String> = serde_json::from_str(
         &std::fs::read_to_string(args.secrets_file).map_err(|e| format!("{}: {e}", args.secrets_file.display()))?,
     )

@@ -50,6 +50,8 @@ struct Inner {
     fallback: Option<Reply>,
     /// Fixed answers for some paths, before the script.
     by_path: Vec<(String, Reply)>,
+    /// A header every request must carry with this value, else 401 (an API key).
+    required: Option<(String, String)>,
     file: Option<PathBuf>,
 }
 
@@ -74,6 +76,12 @@ impl Sink {
     /// The answer once the script is used up (default 201).
     pub fn answer_by_default(&self, reply: Reply) {
         self.inner.lock().expect("sink lock").fallback = Some(reply);
+    }
+
+    /// Answers 401 to any request without header `name: value` (a destination whose
+    /// API key was changed). Replaces an earlier requirement.
+    pub fn require_header(&self, name: &str, value: &str) {
+        self.inner.lock().expect("sink lock").required = Some((name.to_ascii_lowercase(), value.to_owned()));
     }
 
     /// Always answers `reply` for requests to `path`.
@@ -122,7 +130,13 @@ async fn record(State(sink): State<Sink>, req: Request) -> Response {
                 let _ = writeln!(f, "{line}");
             }
         }
-        let fixed = inner.by_path.iter().find(|(p, _)| *p == received.path).map(|(_, r)| r.clone());
+        let refused =
+            inner.required.as_ref().is_some_and(|(name, value)| received.header(name) != Some(value.as_str()));
+        let fixed = if refused {
+            Some(Reply::Status(401))
+        } else {
+            inner.by_path.iter().find(|(p, _)| *p == received.path).map(|(_, r)| r.clone())
+        };
         inner.received.push(received);
         if let Some(reply) = fixed {
             reply

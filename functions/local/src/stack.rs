@@ -11,6 +11,8 @@ pub struct Stack {
     pub ingest_dlq_url: String,
     pub dispatch_queue_url: String,
     pub dispatch_dlq_url: String,
+    pub dispatch_fifo_queue_url: String,
+    pub dispatch_fifo_dlq_url: String,
 }
 
 impl Stack {

@@ -1,7 +1,7 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use switchyard_common::batch::{process_batch, RecordResult};
 use switchyard_common::config::{Config, Flow};
-use switchyard_common::envelope::{Delivery, Envelope, Mode};
+use switchyard_common::envelope::{sha256_hex, Delivery, Envelope, Mode};
 use switchyard_common::failure::Failure;
 use switchyard_common::metrics;
 use switchyard_common::queue::OutboundMessage;
@@ -58,7 +58,18 @@ fn map_one(config: &Config, flow: &Flow, envelope: &Envelope) -> Result<Option<D
         Some(expr) => expr.run_key(data).map_err(|e| Failure::terminal(e.reason()))?,
         None => Delivery::default_key(source, &envelope.id, &flow.name, flow.version),
     };
-    let ordering_key = flow.ordering_key.as_ref().map(|e| e.run_key(data)).transpose().map_err(|e| Failure::terminal(e.reason()))?;
+    let ordering_key =
+        flow.ordering_key.as_ref().map(|e| e.run_key(data)).transpose().map_err(|e| Failure::terminal(e.reason()))?;
+    let entity_version =
+        match &flow.entity_version {
+            Some(expr) => {
+                let text = expr.run_key(data).map_err(|e| Failure::terminal(e.reason()))?;
+                Some(text.parse::<i64>().map_err(|_| {
+                    Failure::terminal(format!("entity_version of flow {} is not an integer", flow.name))
+                })?)
+            }
+            None => None,
+        };
     let destination = config.destination(&flow.destination).map(|d| d.name.clone()).unwrap_or_default();
     Ok(Some(Delivery {
         delivery_id: format!("{source}:{}:{}:v{}", envelope.id, flow.name, flow.version),
@@ -74,6 +85,7 @@ fn map_one(config: &Config, flow: &Flow, envelope: &Envelope) -> Result<Option<D
         mode: flow.mode,
         idempotency_key,
         ordering_key,
+        entity_version,
         body,
     }))
 }
@@ -104,17 +116,33 @@ async fn handle_record(deps: &Deps, message: &SqsMessage) -> RecordResult {
             metrics::count("UnmatchedEvents", 1, &[("Source", envelope.source_name())]);
             return RecordResult::Done;
         }
-        let mut outbound: Vec<OutboundMessage> = Vec::new();
+        let (mut standard, mut ordered) = (Vec::new(), Vec::new());
         for d in &mapped.deliveries {
-            outbound.push(
-                OutboundMessage::new(serde_json::to_string(d).unwrap_or_default())
-                    .attribute("correlation_id", &d.correlation_id)
-                    .attribute("event_id", &d.event_id)
-                    .attribute("flow", &d.flow)
-                    .attribute("destination", &d.destination),
-            );
+            let mut m = OutboundMessage::new(serde_json::to_string(d).unwrap_or_default())
+                .attribute("correlation_id", &d.correlation_id)
+                .attribute("event_id", &d.event_id)
+                .attribute("flow", &d.flow)
+                .attribute("destination", &d.destination);
+            match &d.ordering_key {
+                Some(key) => {
+                    // SQS limits both ids to 128 characters of a restricted set: hash them.
+                    m.group_id = Some(sha256_hex(key.as_bytes()));
+                    m.dedup_id = Some(sha256_hex(d.delivery_id.as_bytes()));
+                    ordered.push(m);
+                }
+                None => standard.push(m),
+            }
         }
-        if let Err(e) = deps.queue.send_all(&deps.dispatch_queue_url, &outbound).await {
+        let sent = async {
+            if !standard.is_empty() {
+                deps.queue.send_all(&deps.dispatch_queue_url, &standard).await?;
+            }
+            if !ordered.is_empty() {
+                deps.queue.send_all(&deps.dispatch_fifo_queue_url, &ordered).await?;
+            }
+            Ok::<(), switchyard_common::queue::QueueError>(())
+        };
+        if let Err(e) = sent.await {
             // The whole envelope comes back; the dispatcher's claims absorb the repeats.
             warn!(error = %e, "could not enqueue deliveries; will retry");
             return RecordResult::Retry;

@@ -27,9 +27,11 @@ struct World {
 fn world() -> World {
     let ledger = Arc::new(MemoryLedger::new());
     let queue = Arc::new(MemoryQueue::default());
-    let secrets = StaticSecrets::default()
-        .with("switchyard/dev/source/stripe", VersionStage::Current, SECRET)
-        .with("switchyard/dev/source/stripe", VersionStage::Previous, "whsec_old");
+    let secrets = StaticSecrets::default().with("switchyard/dev/source/stripe", VersionStage::Current, SECRET).with(
+        "switchyard/dev/source/stripe",
+        VersionStage::Previous,
+        "whsec_old",
+    );
     let deps = Deps {
         config: Arc::new(Config::bundled().unwrap()),
         stage: Stage::new("dev").unwrap(),

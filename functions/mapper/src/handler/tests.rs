@@ -11,6 +11,7 @@ use super::*;
 
 const DISPATCH: &str = "https://sqs.local/dispatch";
 const DLQ: &str = "https://sqs.local/ingest-dlq";
+const FIFO: &str = "https://sqs.local/dispatch.fifo";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -28,6 +29,7 @@ fn deps() -> (Deps, Arc<MemoryQueue>) {
         config: Arc::new(config),
         queue: queue.clone(),
         dispatch_queue_url: DISPATCH.into(),
+        dispatch_fifo_queue_url: FIFO.into(),
         ingest_dlq_url: DLQ.into(),
     };
     (deps, queue)
@@ -175,4 +177,23 @@ fn a_dark_or_off_flow_is_handled_by_mode() {
     let mapped = map_envelope(&config, &e);
     assert_eq!(mapped.deliveries[0].mode, Mode::Dark, "dark: mapped and marked, the dispatcher records it");
     drop(deps);
+}
+
+#[tokio::test]
+async fn a_flow_with_an_ordering_key_sends_through_the_fifo_queue_grouped_by_entity() {
+    let (mut deps, queue) = deps();
+    let mut config = Config::load(&repo().join("config/flows.toml")).unwrap();
+    config.flows[0].ordering_key =
+        Some(switchyard_common::mapping::JqProgram::compile("k", ".data.object.customer").unwrap());
+    config.flows[0].entity_version = Some(switchyard_common::mapping::JqProgram::compile("v", ".created").unwrap());
+    deps.config = Arc::new(config);
+    let e = envelope("stripe", fixture("stripe/payment_intent.succeeded.json"));
+    handle(&deps, sqs_event(&[serde_json::to_string(&e).unwrap()])).await;
+    assert!(queue.sent_to(DISPATCH).is_empty());
+    let sent = queue.sent_to(FIFO);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].group_id.is_some() && sent[0].dedup_id.is_some());
+    let d = Delivery::from_json(&sent[0].body).unwrap();
+    assert_eq!(d.ordering_key.as_deref(), Some("cus_ExampleCustomer1"));
+    assert_eq!(d.entity_version, Some(1763892000));
 }

@@ -1,0 +1,3 @@
+//! The operator CLI's logic: turning ledger records into a timeline.
+
+pub mod trace;
