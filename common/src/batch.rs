@@ -35,8 +35,24 @@ where
     F: Fn(&'a SqsMessage) -> Fut,
     Fut: Future<Output = RecordResult> + 'a,
 {
+    process_batch_reporting_skipped(event, f).await.0
+}
+
+/// As [`process_batch`], also returning the FIFO records that were reported failed
+/// without being processed (behind a failed record of their group). Their caller
+/// should make them visible again at once: left in flight until the visibility
+/// timeout, they would block their group long after the failed head is retried.
+pub async fn process_batch_reporting_skipped<'a, F, Fut>(
+    event: &'a SqsEvent,
+    f: F,
+) -> (SqsBatchResponse, Vec<&'a SqsMessage>)
+where
+    F: Fn(&'a SqsMessage) -> Fut,
+    Fut: Future<Output = RecordResult> + 'a,
+{
     let fifo = event.records.iter().any(|m| group_of(m).is_some());
     let mut failures = Vec::new();
+    let mut skipped = Vec::new();
     if fifo {
         let mut stopped: HashSet<&str> = HashSet::new();
         for m in &event.records {
@@ -44,6 +60,7 @@ where
             let group = group_of(m).unwrap_or_default();
             if stopped.contains(group) {
                 failures.push(failure(id));
+                skipped.push(m);
                 continue;
             }
             let span = tracing::info_span!("record", message_id = id, group = group);
@@ -66,7 +83,7 @@ where
     }
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures;
-    response
+    (response, skipped)
 }
 
 #[cfg(test)]
@@ -117,12 +134,14 @@ mod tests {
             message("b2", Some("b"), "ok"),
         ]);
         let seen = std::sync::Mutex::new(Vec::new());
-        let r = process_batch(&e, |m| {
+        let (r, skipped) = process_batch_reporting_skipped(&e, |m| {
             seen.lock().unwrap().push(m.message_id.clone().unwrap());
             fail_on_bad(m)
         })
         .await;
         assert_eq!(failed_ids(&r), vec!["a2", "a3"]);
+        let skipped: Vec<_> = skipped.iter().map(|m| m.message_id.as_deref().unwrap()).collect();
+        assert_eq!(skipped, vec!["a3"], "a2 was processed and failed; a3 was skipped");
         assert_eq!(*seen.lock().unwrap(), vec!["a1", "a2", "b1", "b2"], "a3 must not be processed after a2 failed");
     }
 

@@ -1,6 +1,6 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use switchyard_common::backoff;
-use switchyard_common::batch::{process_batch, RecordResult};
+use switchyard_common::batch::{process_batch_reporting_skipped, RecordResult};
 use switchyard_common::envelope::{sha256_hex, Delivery, Mode};
 use switchyard_common::failure::{Failure, FailureClass};
 use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey};
@@ -15,7 +15,16 @@ use crate::Deps;
 /// Handles one batch from the dispatch queue. `deadline_ms` is the invocation's
 /// deadline: a claim not completed by then may be taken over.
 pub async fn handle(deps: &Deps, event: SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
-    process_batch(&event, |m| handle_record(deps, m, deadline_ms)).await
+    let (response, skipped) = process_batch_reporting_skipped(&event, |m| handle_record(deps, m, deadline_ms)).await;
+    for m in skipped {
+        let (queue_url, _) = deps.queues_for(m.event_source_arn.as_deref());
+        if let Some(handle) = m.receipt_handle.as_deref() {
+            if let Err(e) = deps.queue.set_visibility(queue_url, handle, 0).await {
+                warn!(error = %e, "could not release a message behind a failed one; its group waits for the visibility timeout");
+            }
+        }
+    }
+    response
 }
 
 fn receive_count(message: &SqsMessage) -> u32 {

@@ -25,6 +25,8 @@ pub struct Received {
     /// The JSON body, or the text when it is not JSON.
     pub body: Value,
     pub received_at_ms: i64,
+    /// The status the sink answered (for a delayed answer, the status it sent late).
+    pub answered: u16,
 }
 
 impl Received {
@@ -115,21 +117,16 @@ async fn record(State(sink): State<Sink>, req: Request) -> Response {
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), Value::String(String::from_utf8_lossy(v.as_bytes()).into())))
         .collect();
-    let received = Received {
+    let mut received = Received {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
         headers,
         body,
         received_at_ms: switchyard_common::runtime::now_ms(),
+        answered: 0,
     };
     let reply = {
         let mut inner = sink.inner.lock().expect("sink lock");
-        if let Some(file) = &inner.file {
-            let line = serde_json::to_string(&received).unwrap_or_default();
-            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
-                let _ = writeln!(f, "{line}");
-            }
-        }
         let refused =
             inner.required.as_ref().is_some_and(|(name, value)| received.header(name) != Some(value.as_str()));
         let fixed = if refused {
@@ -137,13 +134,21 @@ async fn record(State(sink): State<Sink>, req: Request) -> Response {
         } else {
             inner.by_path.iter().find(|(p, _)| *p == received.path).map(|(_, r)| r.clone())
         };
-        inner.received.push(received);
-        if let Some(reply) = fixed {
-            reply
-        } else {
+        let reply = fixed.unwrap_or_else(|| {
             let fallback = inner.fallback.clone().unwrap_or(Reply::Status(201));
             inner.script.pop_front().unwrap_or(fallback)
+        });
+        received.answered = match &reply {
+            Reply::Status(s) | Reply::StatusWithRetryAfter(s, _) | Reply::Delay(_, s) => *s,
+        };
+        if let Some(file) = &inner.file {
+            let line = serde_json::to_string(&received).unwrap_or_default();
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
+                let _ = writeln!(f, "{line}");
+            }
         }
+        inner.received.push(received);
+        reply
     };
     let (status, retry_after) = match reply {
         Reply::Status(s) => (s, None),
