@@ -195,7 +195,7 @@ impl LocalAws {
     /// Receives what a DLQ holds (and leaves it invisible for a while).
     pub async fn drain(&self, queue_url: &str) -> Vec<DlqMessage> {
         let mut out = Vec::new();
-        for _ in 0..5 {
+        for _ in 0..100 {
             let r = self
                 .sqs()
                 .receive_message()
@@ -207,7 +207,7 @@ impl LocalAws {
                 .send()
                 .await
                 .expect("receive");
-            if r.messages().is_empty() && !out.is_empty() {
+            if r.messages().is_empty() {
                 break;
             }
             for m in r.messages() {

@@ -6,7 +6,6 @@
 //! Every secret read here, and every token obtained, is registered with the log
 //! redactor before it is used, so no log line can carry it.
 
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
@@ -28,15 +27,10 @@ pub struct Delivered {
     pub status: u16,
 }
 
-/// The access tokens of the container's OAuth2 destinations.
-///
-/// They belong in `Deps` (built once per container, like the HTTP client); until
-/// `Deps` has a `tokens` field this process-wide cache stands in for it, which is
-/// the same thing in a Lambda container (one `Deps` per process). Keys include the
-/// token URL, so pipelines sharing a process (the tests) never share a token.
-fn tokens(_deps: &Deps) -> &TokenCache {
-    static TOKENS: LazyLock<TokenCache> = LazyLock::new(TokenCache::default);
-    &TOKENS
+/// The access tokens of the container's OAuth2 destinations, held by `Deps`. Keys
+/// include the token URL, so a token never crosses to another token endpoint.
+fn tokens(deps: &Deps) -> &TokenCache {
+    &deps.tokens
 }
 
 fn token_key(destination: &Destination, token_url: &str) -> String {

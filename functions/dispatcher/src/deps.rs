@@ -1,6 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchyard_common::auth::oauth2::TokenCache;
 use switchyard_common::config::Config;
 use switchyard_common::ledger::{DynamoLedger, IdempotencyStore};
 use switchyard_common::names::Stage;
@@ -26,6 +27,8 @@ pub struct Deps {
     pub queue: Arc<dyn Queue>,
     pub secrets: Arc<dyn SecretSource>,
     pub http: reqwest::Client,
+    /// OAuth2 access tokens, per destination, shared by the invocations of a container.
+    pub tokens: TokenCache,
     /// The queue this dispatcher consumes (for visibility changes).
     pub dispatch_queue_url: String,
     pub dispatch_dlq_url: String,
@@ -62,6 +65,7 @@ impl Deps {
             queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk))),
             secrets: Arc::new(CachedSecrets::new(AwsSecrets::new(aws_sdk_secretsmanager::Client::new(sdk)), max_age)),
             http: http_client(),
+            tokens: TokenCache::default(),
             dispatch_queue_url: env("SWITCHYARD_DISPATCH_QUEUE_URL")?,
             dispatch_dlq_url: env("SWITCHYARD_DISPATCH_DLQ_URL")?,
             dispatch_fifo_queue_url: env("SWITCHYARD_DISPATCH_FIFO_QUEUE_URL")?,

@@ -177,9 +177,16 @@ fn body_bytes(req: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, ()> {
 async fn signing_secrets(deps: &Deps, source: &Source) -> Result<Vec<SigningSecret>, String> {
     let id = deps.stage.secret_id(&source.secret);
     let current = deps.secrets.get(&id, VersionStage::Current).await.map_err(|e| e.to_string())?;
+    // From here on, no log line can carry these values.
+    if let Some(v) = &current {
+        switchyard_common::auth::redact::register_secret(v.expose());
+    }
     let mut secrets: Vec<SigningSecret> = current.into_iter().map(|v| SigningSecret::new(v.expose())).collect();
     match deps.secrets.get(&id, VersionStage::Previous).await {
-        Ok(Some(previous)) => secrets.push(SigningSecret::new(previous.expose())),
+        Ok(Some(previous)) => {
+            switchyard_common::auth::redact::register_secret(previous.expose());
+            secrets.push(SigningSecret::new(previous.expose()));
+        }
         Ok(None) => {}
         // The current secret is enough to go on with.
         Err(e) => warn!(error = %e, "previous secret unavailable"),

@@ -61,6 +61,7 @@ impl Deps {
                 queue: Arc::new(sqs),
                 secrets,
                 http: switchyard_dispatcher::http_client(),
+                tokens: Default::default(),
                 dispatch_queue_url: stack.dispatch_queue_url.clone(),
                 dispatch_dlq_url: stack.dispatch_dlq_url.clone(),
                 dispatch_fifo_queue_url: stack.dispatch_fifo_queue_url.clone(),
