@@ -106,6 +106,9 @@ struct RawFlow {
     ordering_key: Option<String>,
     entity_version: Option<String>,
     idempotency_key: Option<String>,
+    /// Payload field names whose values must never reach a log line.
+    #[serde(default)]
+    sensitive: Vec<String>,
 }
 
 fn default_method() -> String {
@@ -434,6 +437,9 @@ impl Config {
             }
             if f.entity_version.is_some() && f.ordering_key.is_none() {
                 return Err(invalid(at("entity_version needs an ordering_key (the entity it versions)")));
+            }
+            for field in &f.sensitive {
+                crate::auth::redact::register_sensitive_field(field);
             }
             let method = http::Method::from_bytes(f.method.to_ascii_uppercase().as_bytes())
                 .map_err(|_| invalid(at(&format!("invalid method {:?}", f.method))))?;
