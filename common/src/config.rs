@@ -58,6 +58,8 @@ struct RawSource {
     secret: Option<String>,
     #[serde(default = "default_tolerance")]
     tolerance_secs: i64,
+    #[serde(default = "default_rotation_grace")]
+    rotation_grace_secs: i64,
     event_id: Option<String>,
     event_type: Option<String>,
     event_type_header: Option<String>,
@@ -67,6 +69,10 @@ struct RawSource {
 
 fn default_tolerance() -> i64 {
     300
+}
+
+fn default_rotation_grace() -> i64 {
+    24 * 3600
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,6 +252,9 @@ pub struct Source {
     /// Secret id suffix, e.g. `source/stripe`.
     pub secret: String,
     pub tolerance_secs: i64,
+    /// How long after a new secret became current (its version's creation) the
+    /// previous one is still accepted; 0 accepts the current secret only.
+    pub rotation_grace_secs: i64,
     /// JSON pointer to the provider's event id in the payload.
     pub event_id: Option<String>,
     /// JSON pointer to the event type in the payload.
@@ -370,6 +379,9 @@ impl Config {
             if s.tolerance_secs <= 0 {
                 return Err(invalid(format!("source {name}: tolerance_secs must be positive")));
             }
+            if s.rotation_grace_secs < 0 {
+                return Err(invalid(format!("source {name}: rotation_grace_secs must not be negative")));
+            }
             let secret = s.secret.unwrap_or_else(|| format!("source/{name}"));
             sources.insert(
                 name.clone(),
@@ -378,6 +390,7 @@ impl Config {
                     scheme: s.scheme,
                     secret,
                     tolerance_secs: s.tolerance_secs,
+                    rotation_grace_secs: s.rotation_grace_secs,
                     event_id: s.event_id,
                     event_type: s.event_type,
                     event_type_header: s.event_type_header,

@@ -12,19 +12,45 @@ use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use aws_sdk_secretsmanager::Client;
 
-/// A secret value. `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretValue(String);
+/// A secret value, and when its version was created where the source knows it.
+/// `Debug` never shows the value.
+#[derive(Clone)]
+pub struct SecretValue {
+    value: String,
+    created_at: Option<i64>,
+}
 
 impl SecretValue {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self { value: value.into(), created_at: None }
+    }
+
+    /// The same value, created at `epoch_secs` (the version's `CreatedDate`).
+    pub fn created_at_secs(mut self, epoch_secs: i64) -> Self {
+        self.created_at = Some(epoch_secs);
+        self
     }
 
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.value
+    }
+
+    /// When this version was created (unix seconds), if the source says; a rotation
+    /// grace window is measured from the current version's creation.
+    pub fn created_at(&self) -> Option<i64> {
+        self.created_at
     }
 }
+
+/// Two values are equal when the secret material is: when it was stored does not
+/// make it another secret.
+impl PartialEq for SecretValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl Eq for SecretValue {}
 
 impl std::fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,6 +91,31 @@ pub trait SecretSource: Send + Sync {
 
     /// Forgets any cached copy of `id`, so the next `get` reads the source.
     fn invalidate(&self, _id: &str) {}
+
+    /// Like `invalidate`, for a caller that only suspects the copy is outdated (a
+    /// signature did not match: the sender may already sign with a rotated secret).
+    /// A cache may refuse when it refreshed `id` this way very recently, so a flood
+    /// of bad requests cannot become a flood of reads; `true` when the next `get`
+    /// reads the source.
+    fn refresh(&self, id: &str) -> bool {
+        self.invalidate(id);
+        true
+    }
+}
+
+#[async_trait]
+impl<S: SecretSource + ?Sized> SecretSource for std::sync::Arc<S> {
+    async fn get(&self, id: &str, stage: VersionStage) -> Result<Option<SecretValue>, SecretError> {
+        (**self).get(id, stage).await
+    }
+
+    fn invalidate(&self, id: &str) {
+        (**self).invalidate(id)
+    }
+
+    fn refresh(&self, id: &str) -> bool {
+        (**self).refresh(id)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -83,10 +134,14 @@ impl SecretSource for AwsSecrets {
     async fn get(&self, id: &str, stage: VersionStage) -> Result<Option<SecretValue>, SecretError> {
         let result = self.client.get_secret_value().secret_id(id).version_stage(stage.as_str()).send().await;
         match result {
-            Ok(out) => out
-                .secret_string()
-                .map(|v| Some(SecretValue::new(v)))
-                .ok_or_else(|| SecretError::NotAString(id.to_owned())),
+            Ok(out) => {
+                let value = out.secret_string().ok_or_else(|| SecretError::NotAString(id.to_owned()))?;
+                let value = SecretValue::new(value);
+                Ok(Some(match out.created_date() {
+                    Some(date) => value.created_at_secs(date.secs()),
+                    None => value,
+                }))
+            }
             Err(SdkError::ServiceError(e)) if matches!(e.err(), GetSecretValueError::ResourceNotFoundException(_)) => {
                 // Secrets Manager says "not found" both for a missing secret and for a
                 // missing stage; only the previous stage may legitimately be absent.
@@ -101,19 +156,36 @@ impl SecretSource for AwsSecrets {
     }
 }
 
+/// How often `refresh` may send a secret back to the source, per secret.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Caches another source for `max_age`; `invalidate` forgets a secret so the next
-/// read goes to the source (after a 401 from a destination, say).
+/// read goes to the source (after a 401 from a destination, say); `refresh` does the
+/// same at most once per [`MIN_REFRESH_INTERVAL`] per secret.
 pub struct CachedSecrets<S> {
     inner: S,
     max_age: Duration,
+    min_refresh_interval: Duration,
     cache: Mutex<HashMap<CacheKey, (Option<SecretValue>, Instant)>>,
+    refreshed: Mutex<HashMap<String, Instant>>,
 }
 
 type CacheKey = (String, VersionStage);
 
 impl<S: SecretSource> CachedSecrets<S> {
     pub fn new(inner: S, max_age: Duration) -> Self {
-        Self { inner, max_age, cache: Mutex::new(HashMap::new()) }
+        Self {
+            inner,
+            max_age,
+            min_refresh_interval: MIN_REFRESH_INTERVAL,
+            cache: Mutex::new(HashMap::new()),
+            refreshed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn with_min_refresh_interval(mut self, interval: Duration) -> Self {
+        self.min_refresh_interval = interval;
+        self
     }
 }
 
@@ -134,12 +206,27 @@ impl<S: SecretSource> SecretSource for CachedSecrets<S> {
     fn invalidate(&self, id: &str) {
         self.cache.lock().expect("secret cache lock").retain(|(k, _), _| k != id);
     }
+
+    fn refresh(&self, id: &str) -> bool {
+        let now = Instant::now();
+        {
+            let mut refreshed = self.refreshed.lock().expect("secret refresh lock");
+            if refreshed.get(id).is_some_and(|at| now.duration_since(*at) < self.min_refresh_interval) {
+                return false;
+            }
+            refreshed.insert(id.to_owned(), now);
+        }
+        self.invalidate(id);
+        true
+    }
 }
 
 /// Fixed secrets for unit tests of pure logic.
 #[derive(Debug, Default)]
 pub struct StaticSecrets {
     pub values: Mutex<HashMap<(String, VersionStage), String>>,
+    /// Creation times (unix seconds) of the versions that have one.
+    pub created: Mutex<HashMap<(String, VersionStage), i64>>,
     pub reads: std::sync::atomic::AtomicUsize,
 }
 
@@ -148,15 +235,28 @@ impl StaticSecrets {
         self.values.lock().expect("lock").insert((id.to_owned(), stage), value.to_owned());
         self
     }
+
+    /// [`with`](Self::with), for a version created at `epoch_secs`.
+    pub fn with_created(self, id: &str, stage: VersionStage, value: &str, epoch_secs: i64) -> Self {
+        self.created.lock().expect("lock").insert((id.to_owned(), stage), epoch_secs);
+        self.with(id, stage, value)
+    }
 }
 
 #[async_trait]
 impl SecretSource for StaticSecrets {
     async fn get(&self, id: &str, stage: VersionStage) -> Result<Option<SecretValue>, SecretError> {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let key = (id.to_owned(), stage);
         let values = self.values.lock().expect("lock");
-        match values.get(&(id.to_owned(), stage)) {
-            Some(v) => Ok(Some(SecretValue::new(v.clone()))),
+        match values.get(&key) {
+            Some(v) => {
+                let value = SecretValue::new(v.clone());
+                Ok(Some(match self.created.lock().expect("lock").get(&key) {
+                    Some(at) => value.created_at_secs(*at),
+                    None => value,
+                }))
+            }
             None if stage == VersionStage::Previous => Ok(None),
             None => Err(SecretError::NotFound(id.to_owned())),
         }
@@ -191,6 +291,38 @@ mod tests {
         cached.get("s", VersionStage::Current).await.unwrap();
         cached.get("s", VersionStage::Current).await.unwrap();
         assert_eq!(cached.inner.reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_rereads_the_source_but_not_twice_within_the_minimum_interval() {
+        let cached = CachedSecrets::new(
+            StaticSecrets::default().with("s", VersionStage::Current, "v1"),
+            Duration::from_secs(300),
+        );
+        cached.get("s", VersionStage::Current).await.unwrap();
+        assert!(cached.refresh("s"), "the first refresh goes through");
+        cached.get("s", VersionStage::Current).await.unwrap();
+        assert!(!cached.refresh("s"), "a second one right after is refused");
+        cached.get("s", VersionStage::Current).await.unwrap();
+        assert_eq!(cached.inner.reads.load(Ordering::SeqCst), 2);
+
+        let eager = CachedSecrets::new(StaticSecrets::default(), Duration::from_secs(300))
+            .with_min_refresh_interval(Duration::ZERO);
+        assert!(eager.refresh("s") && eager.refresh("s"));
+    }
+
+    #[tokio::test]
+    async fn a_cached_value_keeps_its_creation_time_and_equality_ignores_it() {
+        let cached = CachedSecrets::new(
+            StaticSecrets::default().with_created("s", VersionStage::Current, "v1", 1_700_000_000),
+            Duration::from_secs(300),
+        );
+        for _ in 0..2 {
+            let v = cached.get("s", VersionStage::Current).await.unwrap().unwrap();
+            assert_eq!(v.created_at(), Some(1_700_000_000));
+        }
+        assert_eq!(SecretValue::new("v1").created_at_secs(1), SecretValue::new("v1"));
+        assert_ne!(SecretValue::new("v1"), SecretValue::new("v2"));
     }
 
     #[test]

@@ -113,6 +113,17 @@ fn a_source_event_id_that_is_not_a_json_pointer_is_refused() {
 }
 
 #[test]
+fn a_sources_rotation_grace_defaults_to_a_day_and_cannot_be_negative() {
+    let config = Config::parse("t.toml", SOURCES, files).unwrap();
+    assert_eq!(config.sources["stripe"].rotation_grace_secs, 86_400);
+    let text = SOURCES.replace("scheme = \"stripe\"", "scheme = \"stripe\"\nrotation_grace_secs = 2");
+    assert_eq!(Config::parse("t.toml", &text, files).unwrap().sources["stripe"].rotation_grace_secs, 2);
+    let text = SOURCES.replace("scheme = \"stripe\"", "scheme = \"stripe\"\nrotation_grace_secs = -1");
+    let e = Config::parse("t.toml", &text, files).unwrap_err();
+    assert!(e.to_string().contains("rotation_grace_secs"), "{e}");
+}
+
+#[test]
 fn an_unknown_signature_scheme_is_refused() {
     let text = SOURCES.replace("scheme = \"stripe\"", "scheme = \"carrier-pigeon\"");
     assert!(Config::parse("t.toml", &text, files).is_err());
