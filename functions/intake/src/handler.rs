@@ -8,7 +8,7 @@ use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey};
 use switchyard_common::queue::OutboundMessage;
 use switchyard_common::runtime::{now_ms, rfc3339};
 use switchyard_common::secrets::VersionStage;
-use switchyard_common::signature::{self, SigningSecret};
+use switchyard_common::signature::{self, SignatureError, SigningSecret, Verified};
 use tracing::{field, info, warn, Instrument};
 
 use crate::respond::{accepted, duplicate, error};
@@ -58,26 +58,11 @@ async fn handle_in_span(
         return error(413, "body_too_large", &format!("bodies are limited to {} bytes", deps.limits.max_body_bytes));
     }
 
-    let secrets = match signing_secrets(deps, source).await {
-        Ok(s) => s,
-        Err(message) => {
-            warn!(%message, "secret unavailable; provider will retry");
-            return error(503, "unavailable", "try again later");
-        }
-    };
     let now = now_ms();
-    let verified =
-        match signature::verify(&source.scheme, &req.headers, &body, &secrets, now / 1000, source.tolerance_secs) {
-            Ok(v) => v,
-            Err(e) if e.is_config_error() => {
-                warn!(code = e.code(), "source secret is unusable");
-                return error(503, "unavailable", "try again later");
-            }
-            Err(e) => {
-                info!(code = e.code(), "rejected: signature");
-                return error(401, e.code(), &e.to_string());
-            }
-        };
+    let verified = match verify(deps, source, &req.headers, &body, now / 1000).await {
+        Ok(v) => v,
+        Err(answer) => return *answer,
+    };
     if verified.key_index > 0 {
         info!("verified with the previous secret (rotation grace)");
     }
@@ -173,16 +158,64 @@ fn body_bytes(req: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, ()> {
     }
 }
 
-/// The current secret and, during a rotation, the previous one.
-async fn signing_secrets(deps: &Deps, source: &Source) -> Result<Vec<SigningSecret>, String> {
+/// Verifies the request with the source's secrets. A mismatch may mean the sender
+/// already signs with a secret rotated since this container cached its copy: the
+/// secrets are then read again (at most once per few seconds per secret, see
+/// `SecretSource::refresh`) and the request verified once more.
+async fn verify(
+    deps: &Deps,
+    source: &Source,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    now_s: i64,
+) -> Result<Verified, Box<ApiGatewayV2httpResponse>> {
     let id = deps.stage.secret_id(&source.secret);
-    let current = deps.secrets.get(&id, VersionStage::Current).await.map_err(|e| e.to_string())?;
+    let check = |secrets: &[SigningSecret]| {
+        signature::verify(&source.scheme, headers, body, secrets, now_s, source.tolerance_secs)
+    };
+    let secrets = signing_secrets(deps, source, &id, now_s).await.map_err(|message| {
+        warn!(%message, "secret unavailable; provider will retry");
+        Box::new(error(503, "unavailable", "try again later"))
+    })?;
+    let mut result = check(&secrets);
+    if result == Err(SignatureError::Mismatch) && deps.secrets.refresh(&id) {
+        match signing_secrets(deps, source, &id, now_s).await {
+            Ok(fresh) => result = check(&fresh),
+            // The answer stays the mismatch already found.
+            Err(message) => warn!(%message, "secret unavailable for a re-read"),
+        }
+    }
+    result.map_err(|e| {
+        if e.is_config_error() {
+            warn!(code = e.code(), "source secret is unusable");
+            Box::new(error(503, "unavailable", "try again later"))
+        } else {
+            info!(code = e.code(), "rejected: signature");
+            Box::new(error(401, e.code(), &e.to_string()))
+        }
+    })
+}
+
+/// Whether the previous secret is still accepted `now_s`: while the current one is
+/// younger than the source's grace window. A current version of unknown age (a
+/// source that does not say when it was created) leaves the previous one accepted.
+fn previous_accepted(current_created_at: Option<i64>, now_s: i64, grace_secs: i64) -> bool {
+    grace_secs > 0 && current_created_at.is_none_or(|created| now_s.saturating_sub(created) < grace_secs)
+}
+
+/// The current secret and, during the rotation grace window, the previous one.
+async fn signing_secrets(deps: &Deps, source: &Source, id: &str, now_s: i64) -> Result<Vec<SigningSecret>, String> {
+    let current = deps.secrets.get(id, VersionStage::Current).await.map_err(|e| e.to_string())?;
     // From here on, no log line can carry these values.
     if let Some(v) = &current {
         switchyard_common::auth::redact::register_secret(v.expose());
     }
+    let in_grace = previous_accepted(current.as_ref().and_then(|v| v.created_at()), now_s, source.rotation_grace_secs);
     let mut secrets: Vec<SigningSecret> = current.into_iter().map(|v| SigningSecret::new(v.expose())).collect();
-    match deps.secrets.get(&id, VersionStage::Previous).await {
+    if !in_grace {
+        return Ok(secrets);
+    }
+    match deps.secrets.get(id, VersionStage::Previous).await {
         Ok(Some(previous)) => {
             switchyard_common::auth::redact::register_secret(previous.expose());
             secrets.push(SigningSecret::new(previous.expose()));

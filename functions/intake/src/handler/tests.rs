@@ -5,11 +5,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use aws_lambda_events::encodings::Body;
+use std::time::Duration;
 use switchyard_common::config::Config;
 use switchyard_common::ledger::{IdempotencyStore, MemoryLedger, Status};
 use switchyard_common::names::Stage;
 use switchyard_common::queue::MemoryQueue;
-use switchyard_common::secrets::StaticSecrets;
+
+use switchyard_common::secrets::{CachedSecrets, SecretSource, StaticSecrets};
 use switchyard_common::signature::{sign, Scheme};
 
 use super::*;
@@ -24,20 +26,28 @@ struct World {
     queue: Arc<MemoryQueue>,
 }
 
+const SECRET_ID: &str = "switchyard/dev/source/stripe";
+
 fn world() -> World {
-    let ledger = Arc::new(MemoryLedger::new());
-    let queue = Arc::new(MemoryQueue::default());
-    let secrets = StaticSecrets::default().with("switchyard/dev/source/stripe", VersionStage::Current, SECRET).with(
-        "switchyard/dev/source/stripe",
+    let secrets = StaticSecrets::default().with(SECRET_ID, VersionStage::Current, SECRET).with(
+        SECRET_ID,
         VersionStage::Previous,
         "whsec_old",
     );
+    world_with(Arc::new(secrets), |_| {})
+}
+
+fn world_with(secrets: Arc<dyn SecretSource>, customize: impl FnOnce(&mut Config)) -> World {
+    let ledger = Arc::new(MemoryLedger::new());
+    let queue = Arc::new(MemoryQueue::default());
+    let mut config = Config::bundled().unwrap();
+    customize(&mut config);
     let deps = Deps {
-        config: Arc::new(Config::bundled().unwrap()),
+        config: Arc::new(config),
         stage: Stage::new("dev").unwrap(),
         ledger: ledger.clone(),
         queue: queue.clone(),
-        secrets: Arc::new(secrets),
+        secrets,
         ingest_queue_url: QUEUE.to_owned(),
         limits: Limits { max_body_bytes: 4096, ..Limits::default() },
     };
@@ -130,6 +140,83 @@ async fn an_event_signed_with_the_previous_secret_is_accepted_during_rotation() 
     let w = world();
     let (status, _) = call(&w, request("stripe", &payment("evt_2"), "whsec_old", now_ms() / 1000)).await;
     assert_eq!(status, 202);
+}
+
+/// A rotated Stripe secret: the new one current since `age_secs`, the old one previous.
+fn rotated(age_secs: i64) -> Arc<StaticSecrets> {
+    let created = now_ms() / 1000 - age_secs;
+    Arc::new(StaticSecrets::default().with_created(SECRET_ID, VersionStage::Current, SECRET, created).with(
+        SECRET_ID,
+        VersionStage::Previous,
+        "whsec_old",
+    ))
+}
+
+#[test]
+fn the_previous_secret_is_accepted_only_while_the_current_one_is_younger_than_the_grace() {
+    let now = 1_000_000;
+    let cases = [
+        (Some(now), 60, true),
+        (Some(now - 59), 60, true),
+        (Some(now - 60), 60, false),
+        (Some(now - 86_400 * 2), 86_400, false),
+        (Some(now + 30), 60, true), // a clock a little ahead of ours
+        (None, 60, true),           // a source that does not date its versions
+        (Some(now), 0, false),      // no grace at all
+        (None, 0, false),
+    ];
+    for (created, grace, want) in cases {
+        assert_eq!(previous_accepted(created, now, grace), want, "created {created:?}, grace {grace}");
+    }
+}
+
+#[tokio::test]
+async fn the_previous_secret_is_accepted_within_the_grace_and_refused_after_it() {
+    let fresh = world_with(rotated(60), |_| {});
+    let now = now_ms() / 1000;
+    assert_eq!(call(&fresh, request("stripe", &payment("evt_g1"), "whsec_old", now)).await.0, 202);
+    assert_eq!(call(&fresh, request("stripe", &payment("evt_g2"), SECRET, now)).await.0, 202);
+
+    let old = world_with(rotated(86_400 + 1), |_| {});
+    let (status, body) = call(&old, request("stripe", &payment("evt_g3"), "whsec_old", now)).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("signature_mismatch")), "{body}");
+    assert_eq!(call(&old, request("stripe", &payment("evt_g4"), SECRET, now)).await.0, 202);
+    assert!(old.queue.sent_to(QUEUE).iter().all(|m| !m.body.contains("evt_g3")));
+}
+
+#[tokio::test]
+async fn the_grace_window_is_the_sources_own_setting() {
+    let short = world_with(rotated(60), |config| config.sources.get_mut("stripe").unwrap().rotation_grace_secs = 30);
+    let (status, _) = call(&short, request("stripe", &payment("evt_s1"), "whsec_old", now_ms() / 1000)).await;
+    assert_eq!(status, 401);
+    let none = world_with(rotated(0), |config| config.sources.get_mut("stripe").unwrap().rotation_grace_secs = 0);
+    let (status, _) = call(&none, request("stripe", &payment("evt_s2"), "whsec_old", now_ms() / 1000)).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn a_secret_rotated_since_it_was_cached_is_read_again_on_a_mismatch() {
+    let store = Arc::new(StaticSecrets::default().with(SECRET_ID, VersionStage::Current, "whsec_first"));
+    let cached = CachedSecrets::new(store.clone(), Duration::from_secs(300));
+    let w = world_with(Arc::new(cached), |_| {});
+    let now = now_ms() / 1000;
+    assert_eq!(call(&w, request("stripe", &payment("evt_r1"), "whsec_first", now)).await.0, 202);
+
+    // The operator puts the provider's new secret; the cache still holds the first.
+    {
+        let mut values = store.values.lock().unwrap();
+        values.insert((SECRET_ID.into(), VersionStage::Current), SECRET.into());
+        values.insert((SECRET_ID.into(), VersionStage::Previous), "whsec_first".into());
+    }
+    assert_eq!(call(&w, request("stripe", &payment("evt_r2"), SECRET, now)).await.0, 202);
+    assert_eq!(call(&w, request("stripe", &payment("evt_r3"), "whsec_first", now)).await.0, 202);
+
+    // Bad signatures right after do not send every request back to the store.
+    let reads = store.reads.load(Ordering::SeqCst);
+    for i in 0..5 {
+        assert_eq!(call(&w, request("stripe", &payment(&format!("evt_bad{i}")), "whsec_wrong", now)).await.0, 401);
+    }
+    assert_eq!(store.reads.load(Ordering::SeqCst), reads);
 }
 
 #[tokio::test]
