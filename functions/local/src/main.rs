@@ -15,7 +15,7 @@ const USAGE: &str = "usage:
   switchyard-local serve [--stack .local/stack.json] [--config config/flows.toml]
                          [--intake 127.0.0.1:3000] [--sink 127.0.0.1:3001] [--sink-file .local/sink.jsonl]
   switchyard-local send SOURCE PAYLOAD.json [--url http://127.0.0.1:3000] [--config config/flows.toml]
-                         [--secrets infra/local-secrets.json]";
+                         [--secrets infra/local-secrets.json] [--event-type TYPE]";
 
 struct Args {
     positional: Vec<String>,
@@ -67,6 +67,7 @@ async fn run() -> Result<(), String> {
                 url: &args.opt("url", "http://127.0.0.1:3000"),
                 config: &config,
                 secrets_file: &PathBuf::from(args.opt("secrets", "infra/local-secrets.json")),
+                event_type: args.options.get("event-type").map(String::as_str),
             })
             .await?;
             println!("{status} {body}");

@@ -1,5 +1,6 @@
 //! `switchyard-local send`: posts a provider payload to intake, signed the way that
-//! provider signs, with the local secret of the source.
+//! provider signs, with the local secret of the source — for every scheme (Stripe,
+//! GitHub, Shopify, Standard Webhooks, generic HMAC).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,6 +15,9 @@ pub struct SendArgs<'a> {
     pub url: &'a str,
     pub config: &'a Config,
     pub secrets_file: &'a Path,
+    /// Sent in the source's `event_type_header` (e.g. `X-GitHub-Event: push`) for
+    /// providers that name the event type in a header rather than the payload.
+    pub event_type: Option<&'a str>,
 }
 
 /// Returns the HTTP status and body of intake's answer.
@@ -33,6 +37,11 @@ pub async fn send(args: SendArgs<'_>) -> Result<(u16, String), String> {
     let mut req = reqwest::Client::new().post(&url).header("content-type", "application/json").body(body);
     for (name, value) in headers {
         req = req.header(name, value);
+    }
+    match (&source.event_type_header, args.event_type) {
+        (Some(header), Some(event_type)) => req = req.header(header.as_str(), event_type),
+        (None, Some(_)) => return Err(format!("source {:?} takes its event type from the payload", args.source)),
+        _ => {}
     }
     let resp = req.send().await.map_err(|e| format!("cannot reach {url}: {e}"))?;
     let status = resp.status().as_u16();
