@@ -150,7 +150,7 @@ bench:
 # rustup target and add --arm64 (or let `sam build` do it from infra/template.yaml).
 build: $(VENV)/.stamp
 	$(LAMBDA_PATH) cargo lambda build --release --compiler cargo --output-format zip \
-	  --bin intake --bin mapper --bin dispatcher
+	  --bin intake --bin mapper --bin dispatcher --bin rotator
 
 clean-local: stack-down
 	rm -rf $(LOCAL)
