@@ -2,7 +2,7 @@
 #
 #   make run          moto + the local runner on http://127.0.0.1:3000/hooks/{source}
 #   make test         IaC lint/scan, fmt, clippy, cargo test, Lambda runtime smoke test
-#   make stack-up     moto on $(ENDPOINT) with queues, table and secrets (.local/stack.json)
+#   make stack-up     moto on ENDPOINT (http://127.0.0.1:4566) with queues, table, secrets (.local/stack.json)
 #   make stack-down   stop it
 #
 # Every target installs what it needs (Python venvs, stamped) so a fresh clone

@@ -13,7 +13,8 @@ template's secrets through Secrets Manager (moto's CloudFormation reports
 success for AWS::SecretsManager::Secret without creating it) with the values of
 the local secrets file. It prints the names and URLs the binaries need as JSON.
 
-`env` turns that JSON into KEY=VALUE lines for `cargo lambda watch --env-file`.
+`env` turns that JSON into KEY=VALUE lines: the environment a function has in
+AWS, pointed at the endpoint (`make lambda-smoke` starts intake with it).
 
 It runs once per end-to-end test, so heavy imports (boto3, samtranslator,
 yaml) happen only inside the subcommand that needs them.
@@ -35,7 +36,7 @@ CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing
 # What moto's CloudFormation can create and the local runner needs.
 KEEP_TYPES = {"AWS::SQS::Queue", "AWS::DynamoDB::Table"}
 SECRET_TYPE = "AWS::SecretsManager::Secret"
-# Anything not Ready after this is a failed deploy, not a slow one.
+# A stack not complete after this is a failed deploy, not a slow one.
 STACK_TIMEOUT_S = 30
 
 
@@ -72,7 +73,7 @@ def load_template(path):
 
 
 def translate(sam_template, stage):
-    """Expand the SAM transform exactly as CloudFormation would, offline."""
+    """Expand the SAM transform offline, as CloudFormation's transform would."""
     import boto3
     from samtranslator.parser.parser import Parser
     from samtranslator.translator.translator import Translator
@@ -152,13 +153,12 @@ def secret_names(template, stage):
 
 def table_ttls(template, stage):
     """{table name: TTL attribute} for the tables whose template enables TTL."""
-    return {
-        stage_name(r["Properties"]["TableName"], stage, logical_id): r["Properties"]["TimeToLiveSpecification"][
-            "AttributeName"
-        ]
-        for logical_id, r in template["Resources"].items()
-        if r["Type"] == "AWS::DynamoDB::Table" and r["Properties"].get("TimeToLiveSpecification", {}).get("Enabled")
-    }
+    ttls = {}
+    for logical_id, r in template["Resources"].items():
+        ttl = r["Properties"].get("TimeToLiveSpecification", {}) if r["Type"] == "AWS::DynamoDB::Table" else {}
+        if ttl.get("Enabled"):
+            ttls[stage_name(r["Properties"]["TableName"], stage, logical_id)] = ttl["AttributeName"]
+    return ttls
 
 
 # --------------------------------------------------------------------- AWS
@@ -219,18 +219,18 @@ def deploy(args):
     stage = args.stage
     secrets_file = json.loads(Path(args.secrets).read_text(encoding="utf-8"))
     template = translate(load_template(TEMPLATE), stage)
-    names = secret_names(template, stage)
     prefix = f"switchyard/{stage}/"
-    missing = [n for n in names if n[len(prefix) :] not in secrets_file]
+    secrets = {name: secrets_file.get(name.removeprefix(prefix)) for name in secret_names(template, stage)}
+    missing = [name.removeprefix(prefix) for name, value in secrets.items() if value is None]
     if missing:
-        raise DeployError(f"{args.secrets} has no value for {', '.join(n[len(prefix):] for n in missing)}")
+        raise DeployError(f"{args.secrets} has no value for {', '.join(missing)}")
 
     client = clients(args.endpoint)
     deploy_stack(client("cloudformation"), f"switchyard-{stage}", data_only(template), stage)
 
     sm = client("secretsmanager")
-    for name in names:
-        put_secret(sm, name, secrets_file[name[len(prefix) :]])
+    for name, value in secrets.items():
+        put_secret(sm, name, value)
 
     # moto's CloudFormation accepts TimeToLiveSpecification and ignores it.
     dynamodb = client("dynamodb")
@@ -258,7 +258,7 @@ def deploy(args):
         "dispatch_dlq_url": url("dispatch-dlq"),
         "dispatch_fifo_queue_url": url("dispatch.fifo"),
         "dispatch_fifo_dlq_url": url("dispatch-dlq.fifo"),
-        "secrets": names,
+        "secrets": list(secrets),
     }
 
 
