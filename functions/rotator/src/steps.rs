@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use switchyard_common::auth::redact;
 use switchyard_common::config::Config;
 use switchyard_common::names::Stage;
 use tracing::info;
@@ -114,13 +115,13 @@ impl<V: SecretVersions> Rotator<V> {
         let done = match step {
             Step::Create => self.create(id, &secret, token).await?,
             Step::Set => {
-                info!(secret = %secret.name, "setSecret: nothing outside Secrets Manager to set");
+                info!(secret_id = %secret.name, "setSecret: nothing outside Secrets Manager to set");
                 Done::NothingToSet
             }
             Step::Test => self.test(id, &secret, token).await?,
             Step::Finish => self.finish(id, &secret, token).await?,
         };
-        info!(secret = %secret.name, version = token, step = step.as_str(), outcome = ?done, "rotation step done");
+        info!(secret_id = %secret.name, version = token, step = step.as_str(), outcome = ?done, "rotation step done");
         Ok(done)
     }
 
@@ -135,10 +136,10 @@ impl<V: SecretVersions> Rotator<V> {
     ) -> Result<Done, RotationError> {
         if step == Step::Finish && secret.has(token, AWSPENDING) {
             self.versions.move_stage(id, AWSPENDING, None, Some(token)).await?;
-            info!(secret = %secret.name, version = token, "finishSecret: AWSPENDING taken off the current version");
+            info!(secret_id = %secret.name, version = token, "finishSecret: AWSPENDING taken off the current version");
             return Ok(Done::Finished);
         }
-        info!(secret = %secret.name, version = token, step = step.as_str(), "version already current; nothing to do");
+        info!(secret_id = %secret.name, version = token, step = step.as_str(), "version already current; nothing to do");
         Ok(Done::AlreadyCurrent)
     }
 
@@ -146,6 +147,7 @@ impl<V: SecretVersions> Rotator<V> {
         let no_current = || RotationError::NoCurrent(secret.name.clone());
         let version = secret.version_with(AWSCURRENT).ok_or_else(no_current)?;
         let value = self.versions.value(id, version, AWSCURRENT).await?.ok_or_else(no_current)?;
+        redact::register_secret(value.expose());
         Ok(value.expose().to_owned())
     }
 
@@ -156,6 +158,8 @@ impl<V: SecretVersions> Rotator<V> {
         let current = self.current_value(id, secret).await?;
         let next = next_value(&current)
             .map_err(|reason| RotationError::Unsupported { secret: secret.name.clone(), reason })?;
+        // From here on, no log line can carry the new value either.
+        redact::register_secret(&next);
         // Checked before it is stored: a value testSecret would refuse is never pending.
         usable(&self.config, &self.stage, &secret.name, &next)?;
         self.versions.put_pending(id, token, &next).await?;
@@ -168,6 +172,7 @@ impl<V: SecretVersions> Rotator<V> {
             .value(id, token, AWSPENDING)
             .await?
             .ok_or_else(|| RotationError::NoPendingValue { secret: secret.name.clone(), token: token.to_owned() })?;
+        redact::register_secret(pending.expose());
         usable(&self.config, &self.stage, &secret.name, pending.expose())?;
         Ok(Done::Tested)
     }
