@@ -48,6 +48,19 @@ pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// What every `main` does before serving: JSON logs, the SDK config, and the
+/// function's dependencies built once. A failure is logged with its reason and stops
+/// the cold start, so a bad setting never meets an event.
+pub async fn cold_start<D, F, Fut>(build: F) -> Result<D, String>
+where
+    F: FnOnce(aws_config::SdkConfig) -> Fut,
+    Fut: std::future::Future<Output = Result<D, String>>,
+{
+    init_logging();
+    let sdk = aws_config().await;
+    build(sdk).await.inspect_err(|e| tracing::error!(error = %e, "cannot start"))
+}
+
 /// A required environment variable, or a message that says which one is missing.
 pub fn env(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))

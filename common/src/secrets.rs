@@ -221,6 +221,19 @@ impl<S: SecretSource> SecretSource for CachedSecrets<S> {
     }
 }
 
+impl CachedSecrets<AwsSecrets> {
+    /// Secrets Manager through a cache whose max age is `SWITCHYARD_SECRET_MAX_AGE_SECS`
+    /// (default 300 s).
+    pub fn from_env(sdk: &aws_config::SdkConfig) -> Self {
+        let max_age = std::env::var("SWITCHYARD_SECRET_MAX_AGE_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::from_secs(300));
+        Self::new(AwsSecrets::new(Client::new(sdk)), max_age)
+    }
+}
+
 /// Fixed secrets for unit tests of pure logic.
 #[derive(Debug, Default)]
 pub struct StaticSecrets {

@@ -7,7 +7,7 @@ use switchyard_common::ledger::{DynamoLedger, IdempotencyStore};
 use switchyard_common::names::Stage;
 use switchyard_common::queue::{Queue, SqsQueue};
 use switchyard_common::runtime::env;
-use switchyard_common::secrets::{AwsSecrets, CachedSecrets, SecretSource};
+use switchyard_common::secrets::{CachedSecrets, SecretSource};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -53,17 +53,12 @@ impl Deps {
     /// Reads `SWITCHYARD_STAGE`, `SWITCHYARD_LEDGER_TABLE`, `SWITCHYARD_DISPATCH_QUEUE_URL`,
     /// `SWITCHYARD_DISPATCH_DLQ_URL`, their `_FIFO_` twins, optional `SWITCHYARD_SECRET_MAX_AGE_SECS` and the flow file.
     pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, String> {
-        let max_age = std::env::var("SWITCHYARD_SECRET_MAX_AGE_SECS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_secs)
-            .unwrap_or(Duration::from_secs(300));
         Ok(Self {
             config: Arc::new(Config::from_env().map_err(|e| format!("flow file: {e}"))?),
             stage: Stage::new(&env("SWITCHYARD_STAGE")?).map_err(|e| e.to_string())?,
             ledger: Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), env("SWITCHYARD_LEDGER_TABLE")?)),
             queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk))),
-            secrets: Arc::new(CachedSecrets::new(AwsSecrets::new(aws_sdk_secretsmanager::Client::new(sdk)), max_age)),
+            secrets: Arc::new(CachedSecrets::from_env(sdk)),
             http: http_client(),
             tokens: TokenCache::default(),
             dispatch_queue_url: env("SWITCHYARD_DISPATCH_QUEUE_URL")?,

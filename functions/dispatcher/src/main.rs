@@ -5,12 +5,7 @@ use switchyard_dispatcher::{handle, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    runtime::init_logging();
-    let sdk = runtime::aws_config().await;
-    let deps = Deps::from_env(&sdk).await.map_err(|e| {
-        tracing::error!(error = %e, "cannot start");
-        e
-    })?;
+    let deps = runtime::cold_start(|sdk| async move { Deps::from_env(&sdk).await }).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
         let deps = &deps;

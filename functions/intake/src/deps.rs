@@ -6,7 +6,7 @@ use switchyard_common::ledger::{DynamoLedger, IdempotencyStore};
 use switchyard_common::names::Stage;
 use switchyard_common::queue::{Queue, SqsQueue};
 use switchyard_common::runtime::env;
-use switchyard_common::secrets::{AwsSecrets, CachedSecrets, SecretSource};
+use switchyard_common::secrets::{CachedSecrets, SecretSource};
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -44,17 +44,12 @@ impl Deps {
         if let Ok(v) = std::env::var("SWITCHYARD_MAX_BODY_BYTES") {
             limits.max_body_bytes = v.parse().map_err(|_| "SWITCHYARD_MAX_BODY_BYTES must be a number".to_owned())?;
         }
-        let max_age = std::env::var("SWITCHYARD_SECRET_MAX_AGE_SECS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_secs)
-            .unwrap_or(Duration::from_secs(300));
         Ok(Self {
             config: Arc::new(config),
             stage,
             ledger: Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), env("SWITCHYARD_LEDGER_TABLE")?)),
             queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk))),
-            secrets: Arc::new(CachedSecrets::new(AwsSecrets::new(aws_sdk_secretsmanager::Client::new(sdk)), max_age)),
+            secrets: Arc::new(CachedSecrets::from_env(sdk)),
             ingest_queue_url: env("SWITCHYARD_INGEST_QUEUE_URL")?,
             limits,
         })

@@ -5,12 +5,7 @@ use switchyard_mapper::{handle, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    runtime::init_logging();
-    let sdk = runtime::aws_config().await;
-    let deps = Deps::from_env(&sdk).await.map_err(|e| {
-        tracing::error!(error = %e, "cannot start");
-        e
-    })?;
+    let deps = runtime::cold_start(|sdk| async move { Deps::from_env(&sdk).await }).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let deps = &deps;
         async move { Ok::<_, Error>(handle(deps, event.payload).await) }
