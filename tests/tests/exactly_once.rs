@@ -172,3 +172,33 @@ async fn a_401_refreshes_the_credentials_and_after_the_secret_is_corrected_deliv
     assert_eq!(sent_keys[..2], ["local-crm-api-key", "local-crm-api-key"], "one refresh per attempt");
     assert_eq!(w.aws.depth(&w.aws.stack.dispatch_dlq_url).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flows_own_idempotency_key_is_the_claim_shared_by_every_event_that_yields_it() {
+    // Keyed by the PaymentIntent: a second event about it (same payload) is a duplicate.
+    let w = World::start_with(|c| {
+        c.flows[0].idempotency_key =
+            Some(switchyard_common::mapping::JqProgram::compile("key", ".data.object.id").unwrap());
+    })
+    .await;
+    assert_eq!(w.post_stripe(&stripe_payment("evt_key_1").to_string()).await.0, 202);
+    assert!(eventually(Duration::from_secs(15), async || w.sink.received().len() == 1).await);
+    assert_eq!(w.post_stripe(&stripe_payment("evt_key_2").to_string()).await.0, 202);
+    let ingest = w.aws.stack.ingest_queue_url.clone();
+    let dispatch = w.aws.stack.dispatch_queue_url.clone();
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            w.aws.depth(&ingest).await + w.aws.depth(&dispatch).await == 0
+                && w.aws.history("stripe", "evt_key_2").await.len() == 2
+        })
+        .await
+    );
+    let received = w.sink.received();
+    assert_eq!(received.len(), 1, "one call per key");
+    assert_eq!(received[0].header("idempotency-key"), Some("pi_3QfExamplePaymentIntent1"));
+    for event in ["evt_key_1", "evt_key_2"] {
+        let history = w.aws.history("stripe", event).await;
+        let delivery = history.iter().find(|h| h.key.sk.starts_with("DELIVERY#")).expect("mirrored outcome");
+        assert_eq!((delivery.status, delivery.summary.as_deref()), (Status::Completed, Some("HTTP 201")), "{event}");
+    }
+}

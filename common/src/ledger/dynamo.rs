@@ -252,6 +252,37 @@ impl IdempotencyStore for DynamoLedger {
         self.finish(key, Status::Parked, &[("error_class", s(class.as_str())), ("reason", s(reason))], now_ms).await
     }
 
+    async fn put_record(&self, r: &LedgerRecord) -> Result<(), LedgerError> {
+        let mut item: Item = HashMap::new();
+        item.insert("pk".into(), s(&r.key.pk));
+        item.insert("sk".into(), s(&r.key.sk));
+        item.insert("status".into(), s(r.status.as_str()));
+        item.insert("attempts".into(), n(i64::from(r.attempts)));
+        item.insert("permission_failures".into(), n(i64::from(r.permission_failures)));
+        item.insert("payload_hash".into(), s(&r.payload_hash));
+        item.insert("created_at".into(), n(r.created_at_ms));
+        item.insert("updated_at".into(), n(r.updated_at_ms));
+        item.insert("expires_at".into(), n(r.expires_at_s));
+        let optional = [
+            ("correlation_id", &r.correlation_id),
+            ("flow", &r.flow),
+            ("destination", &r.destination),
+            ("summary", &r.summary),
+            ("error_class", &r.error_class),
+            ("reason", &r.reason),
+        ];
+        for (name, value) in optional {
+            if let Some(v) = value {
+                item.insert(name.into(), s(v));
+            }
+        }
+        if let Some(ipx) = r.in_progress_until_ms {
+            item.insert("ipx".into(), n(ipx));
+        }
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn history(&self, pk: &str) -> Result<Vec<LedgerRecord>, LedgerError> {
         let mut records = Vec::new();
         let mut pages = self

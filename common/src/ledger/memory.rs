@@ -135,6 +135,12 @@ impl IdempotencyStore for MemoryLedger {
         Ok(())
     }
 
+    async fn put_record(&self, record: &LedgerRecord) -> Result<(), LedgerError> {
+        let mut records = self.records.lock().expect("ledger lock");
+        records.insert((record.key.pk.clone(), record.key.sk.clone()), record.clone());
+        Ok(())
+    }
+
     async fn history(&self, pk: &str) -> Result<Vec<LedgerRecord>, LedgerError> {
         let records = self.records.lock().expect("ledger lock");
         Ok(records.values().filter(|r| r.key.pk == pk).cloned().collect())

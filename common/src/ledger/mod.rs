@@ -38,6 +38,13 @@ impl RecordKey {
         Self { pk: Self::event_pk(source, event_id), sk: format!("DELIVERY#{flow}#v{flow_version}") }
     }
 
+    /// A delivery claimed by a flow's own idempotency key: shared by every event that
+    /// yields the same key. Its outcome is mirrored under the event (see `mirror`).
+    pub fn keyed_delivery(flow: &str, flow_version: u32, key: &str) -> Self {
+        let hash = crate::envelope::sha256_hex(key.as_bytes());
+        Self { pk: format!("KEY#{flow}#v{flow_version}#{hash}"), sk: "DELIVERY".to_owned() }
+    }
+
     /// The record holding the last delivered version of an entity.
     pub fn entity(flow: &str, entity: &str) -> Self {
         Self { pk: format!("ENTITY#{flow}#{entity}"), sk: "VERSION".to_owned() }
@@ -169,6 +176,21 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> Result<(), LedgerError>;
     /// An event's whole history, in key order.
     async fn history(&self, pk: &str) -> Result<Vec<LedgerRecord>, LedgerError>;
+    /// Writes `record` as it is (no condition): copies an outcome into an event's
+    /// partition so that its trace is complete.
+    async fn put_record(&self, record: &LedgerRecord) -> Result<(), LedgerError>;
+
+    /// Copies the record at `from` to `to` (same state, other key).
+    async fn mirror(&self, from: &RecordKey, to: &RecordKey) -> Result<(), LedgerError> {
+        let found = self.history(&from.pk).await?.into_iter().find(|r| r.key.sk == from.sk);
+        match found {
+            Some(mut record) => {
+                record.key = to.clone();
+                self.put_record(&record).await
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 /// Decides what a conflicting existing record means for a claim. Shared by every

@@ -91,3 +91,22 @@ fn keys_put_an_events_records_under_one_partition() {
     assert_eq!(intake.pk, delivery.pk);
     assert_eq!(delivery.sk, "DELIVERY#crm#v2");
 }
+
+#[tokio::test]
+async fn mirroring_copies_an_outcome_into_the_events_partition() {
+    let ledger = MemoryLedger::new();
+    let mut r = request(1_000);
+    r.key = RecordKey::keyed_delivery("crm", 1, "pi_123");
+    ledger.claim(&r).await.unwrap();
+    ledger.complete(&r.key, "HTTP 201", 1_100).await.unwrap();
+    let event_key = RecordKey::delivery("stripe", "evt_1", "crm", 1);
+    ledger.mirror(&r.key, &event_key).await.unwrap();
+    let history = ledger.history(&event_key.pk).await.unwrap();
+    assert_eq!((history[0].status, history[0].summary.as_deref()), (Status::Completed, Some("HTTP 201")));
+}
+
+#[test]
+fn keyed_delivery_keys_are_shared_by_equal_keys_and_differ_by_flow_version() {
+    assert_eq!(RecordKey::keyed_delivery("crm", 1, "k"), RecordKey::keyed_delivery("crm", 1, "k"));
+    assert_ne!(RecordKey::keyed_delivery("crm", 1, "k"), RecordKey::keyed_delivery("crm", 2, "k"));
+}

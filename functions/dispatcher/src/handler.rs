@@ -70,7 +70,42 @@ async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadli
     };
 
     let now = now_ms();
-    let key = RecordKey::delivery(&delivery.source, &delivery.event_id, &delivery.flow, delivery.flow_version);
+    let event_key = RecordKey::delivery(&delivery.source, &delivery.event_id, &delivery.flow, delivery.flow_version);
+    // A flow's own idempotency key is the claim: every event yielding it shares one.
+    let custom = delivery.idempotency_key
+        != Delivery::default_key(&delivery.source, &delivery.event_id, &delivery.flow, delivery.flow_version);
+    let key = if custom {
+        RecordKey::keyed_delivery(&delivery.flow, delivery.flow_version, &delivery.idempotency_key)
+    } else {
+        event_key.clone()
+    };
+    let result = claim_and_deliver(deps, message, delivery, destination, &key, now, deadline_ms, attempt).await;
+    if custom {
+        if let Err(e) = deps.ledger.mirror(&key, &event_key).await {
+            warn!(error = %e, "could not copy the outcome into the event's history");
+        }
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn claim_and_deliver(
+    deps: &Deps,
+    message: &SqsMessage,
+    delivery: &Delivery,
+    destination: &switchyard_common::config::Destination,
+    key: &RecordKey,
+    now: i64,
+    deadline_ms: i64,
+    attempt: u32,
+) -> RecordResult {
+    let dlq = |failure: &Failure| {
+        dlq_message(message.body.as_deref().unwrap_or_default(), failure, attempt)
+            .attribute("correlation_id", &delivery.correlation_id)
+            .attribute("event_id", &delivery.event_id)
+            .attribute("flow", &delivery.flow)
+            .attribute("destination", &delivery.destination)
+    };
     let claim = ClaimRequest {
         key: key.clone(),
         payload_hash: payload_hash(delivery),
