@@ -147,14 +147,14 @@ async fn claim_and_deliver(
                 let reason = format!("stale: version {version} is older than {last}, already delivered");
                 info!(%reason, "skipped");
                 metrics::count("Stale", 1, &[("Flow", &delivery.flow)]);
-                if let Err(e) = deps.ledger.mark_stale(&key, &reason, now_ms()).await {
+                if let Err(e) = deps.ledger.mark_stale(key, &reason, now_ms()).await {
                     warn!(error = %e, "could not record the stale delivery");
                 }
                 return RecordResult::Done;
             }
             Ok(_) => {}
             Err(e) => {
-                mark(deps, &key, &Failure::transient(e.to_string()), false).await;
+                mark(deps, key, &Failure::transient(e.to_string()), false).await;
                 return retry_later(deps, message, destination, &Failure::transient(e.to_string()), attempt).await;
             }
         }
@@ -163,7 +163,7 @@ async fn claim_and_deliver(
     if delivery.mode == Mode::Dark {
         let summary = format!("dark: would {} {}{}", delivery.method, destination.base_url, delivery.path);
         info!(%summary, "dark mode: not sent");
-        finish(deps, &key, &summary).await;
+        finish(deps, key, &summary).await;
         return RecordResult::Done;
     }
 
@@ -171,7 +171,7 @@ async fn claim_and_deliver(
         Ok(done) => {
             info!(status = done.status, attempt, "delivered");
             metrics::count("Delivered", 1, &[("Flow", &delivery.flow)]);
-            finish(deps, &key, &format!("HTTP {}", done.status)).await;
+            finish(deps, key, &format!("HTTP {}", done.status)).await;
             if let (Some(entity), Some(version)) = (&delivery.ordering_key, delivery.entity_version) {
                 if let Err(e) = deps.ledger.advance_version(&delivery.flow, entity, version, claim.expires_at_s).await {
                     warn!(error = %e, "could not record the delivered version");
@@ -182,7 +182,7 @@ async fn claim_and_deliver(
         Err(failure) if failure.is_terminal() => {
             let result = park(deps, message, dlq(&failure), &failure).await;
             // Parked only once the DLQ holds it; otherwise released for the retry.
-            mark(deps, &key, &failure, result == RecordResult::Done).await;
+            mark(deps, key, &failure, result == RecordResult::Done).await;
             result
         }
         Err(failure) => {
@@ -198,10 +198,10 @@ async fn claim_and_deliver(
                     failure.reason
                 ));
                 let result = park(deps, message, dlq(&spent), &spent).await;
-                mark(deps, &key, &spent, result == RecordResult::Done).await;
+                mark(deps, key, &spent, result == RecordResult::Done).await;
                 return result;
             }
-            mark(deps, &key, &failure, false).await;
+            mark(deps, key, &failure, false).await;
             retry_later(deps, message, destination, &failure, attempt).await
         }
     }
