@@ -1,11 +1,27 @@
 //! The port over the AWS SDK (tested end to end against moto's server in `tests/`).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::Client;
+use switchyard_common::config::Config;
+use switchyard_common::names::Stage;
+use switchyard_common::runtime::env;
 use switchyard_common::secrets::SecretValue;
 
 use crate::port::{RotationError, SecretDescription, SecretVersions, AWSPENDING};
+use crate::steps::Rotator;
+
+impl Rotator<AwsSecretVersions> {
+    /// Reads `SWITCHYARD_STAGE` and the flow file (`SWITCHYARD_CONFIG` or the bundled
+    /// one), which says what each secret is for, so testSecret can check a new value.
+    pub fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, String> {
+        let stage = Stage::new(&env("SWITCHYARD_STAGE")?).map_err(|e| e.to_string())?;
+        let config = Config::from_env().map_err(|e| format!("flow file: {e}"))?;
+        Ok(Rotator::new(AwsSecretVersions::new(Client::new(sdk)), stage, Arc::new(config)))
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct AwsSecretVersions {
