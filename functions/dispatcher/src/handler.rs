@@ -57,13 +57,7 @@ async fn handle_record(deps: &Deps, message: &SqsMessage, deadline_ms: i64) -> R
 
 async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadline_ms: i64) -> RecordResult {
     let attempt = receive_count(message);
-    let dlq = |failure: &Failure| {
-        dlq_message(message.body.as_deref().unwrap_or_default(), failure, attempt)
-            .attribute("correlation_id", &delivery.correlation_id)
-            .attribute("event_id", &delivery.event_id)
-            .attribute("flow", &delivery.flow)
-            .attribute("destination", &delivery.destination)
-    };
+    let dlq = |failure: &Failure| delivery_dlq_message(message, delivery, failure, attempt);
     let Some(destination) = deps.config.destination(&delivery.destination) else {
         let failure = Failure::terminal(format!("unknown destination {:?}", delivery.destination));
         return park(deps, message, dlq(&failure), &failure).await;
@@ -99,13 +93,7 @@ async fn claim_and_deliver(
     deadline_ms: i64,
     attempt: u32,
 ) -> RecordResult {
-    let dlq = |failure: &Failure| {
-        dlq_message(message.body.as_deref().unwrap_or_default(), failure, attempt)
-            .attribute("correlation_id", &delivery.correlation_id)
-            .attribute("event_id", &delivery.event_id)
-            .attribute("flow", &delivery.flow)
-            .attribute("destination", &delivery.destination)
-    };
+    let dlq = |failure: &Failure| delivery_dlq_message(message, delivery, failure, attempt);
     let claim = ClaimRequest {
         key: key.clone(),
         payload_hash: payload_hash(delivery),
@@ -252,6 +240,20 @@ async fn retry_later(
     info!(reason = %failure.reason, class = %failure.class, attempt, retry_in_secs = secs, "will retry");
     metrics::count("Retries", 1, &[("Destination", &destination.name)]);
     RecordResult::Retry
+}
+
+/// A parked delivery: its own message body, with the reason and where it belongs.
+fn delivery_dlq_message(
+    message: &SqsMessage,
+    delivery: &Delivery,
+    failure: &Failure,
+    attempts: u32,
+) -> OutboundMessage {
+    dlq_message(message.body.as_deref().unwrap_or_default(), failure, attempts)
+        .attribute("correlation_id", &delivery.correlation_id)
+        .attribute("event_id", &delivery.event_id)
+        .attribute("flow", &delivery.flow)
+        .attribute("destination", &delivery.destination)
 }
 
 fn dlq_message(body: &str, failure: &Failure, attempts: u32) -> OutboundMessage {
