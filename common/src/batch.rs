@@ -11,13 +11,54 @@ use std::future::Future;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::future::join_all;
-use tracing::Instrument;
+use tracing::{warn, Instrument};
+
+use crate::failure::Failure;
+use crate::metrics;
+use crate::queue::{OutboundMessage, Queue};
 
 /// Whether a record is done with (deleted from the queue) or must come back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordResult {
     Done,
     Retry,
+}
+
+/// A message parked in a DLQ: its own body (so it can be replayed) with the reason,
+/// class, attempt count and the function (`stage`) that parked it as attributes.
+pub fn parked_message(body: &str, failure: &Failure, attempts: u32, stage: &str) -> OutboundMessage {
+    OutboundMessage::new(body)
+        .attribute("reason", &failure.reason)
+        .attribute("error_class", failure.class.as_str())
+        .attribute("attempts", attempts.to_string())
+        .attribute("stage", stage)
+}
+
+/// Sends `dlq` to `dlq_url`. Done once the DLQ holds it; if the DLQ cannot be
+/// reached, the record is retried rather than lost.
+pub async fn park(
+    queue: &dyn Queue,
+    dlq_url: &str,
+    dlq: &OutboundMessage,
+    failure: &Failure,
+    stage: &str,
+) -> RecordResult {
+    match queue.send(dlq_url, dlq).await {
+        Ok(()) => {
+            warn!(reason = %failure.reason, class = %failure.class, stage, "parked in a DLQ");
+            metrics::count("Parked", 1, &[("Stage", stage)]);
+            RecordResult::Done
+        }
+        Err(e) => {
+            warn!(error = %e, "could not park; will retry");
+            RecordResult::Retry
+        }
+    }
+}
+
+/// `ApproximateReceiveCount` of a received message: which attempt this is.
+pub fn receive_count(message: &SqsMessage) -> u32 {
+    message.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1)
 }
 
 fn failure(id: &str) -> BatchItemFailure {

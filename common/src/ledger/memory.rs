@@ -19,6 +19,22 @@ impl MemoryLedger {
         Self::default()
     }
 
+    /// Ends a claim: sets `status`, stamps the time, drops the in-progress expiry, then `f`.
+    fn finish(
+        &self,
+        key: &RecordKey,
+        status: Status,
+        now_ms: i64,
+        f: impl FnOnce(&mut LedgerRecord),
+    ) -> Result<(), LedgerError> {
+        self.update(key, |r| {
+            r.status = status;
+            r.updated_at_ms = now_ms;
+            r.in_progress_until_ms = None;
+            f(r);
+        })
+    }
+
     fn update(&self, key: &RecordKey, f: impl FnOnce(&mut LedgerRecord)) -> Result<(), LedgerError> {
         let mut records = self.records.lock().expect("ledger lock");
         match records.get_mut(&(key.pk.clone(), key.sk.clone())) {
@@ -74,11 +90,8 @@ impl IdempotencyStore for MemoryLedger {
     }
 
     async fn complete(&self, key: &RecordKey, summary: &str, now_ms: i64) -> Result<(), LedgerError> {
-        self.update(key, |r| {
-            r.status = Status::Completed;
+        self.finish(key, Status::Completed, now_ms, |r| {
             r.summary = Some(summary.to_owned());
-            r.updated_at_ms = now_ms;
-            r.in_progress_until_ms = None;
         })
     }
 
@@ -89,32 +102,23 @@ impl IdempotencyStore for MemoryLedger {
         reason: &str,
         now_ms: i64,
     ) -> Result<(), LedgerError> {
-        self.update(key, |r| {
-            r.status = Status::Failed;
+        self.finish(key, Status::Failed, now_ms, |r| {
             r.permission_failures += u32::from(class == FailureClass::Auth);
             r.error_class = Some(class.as_str().to_owned());
             r.reason = Some(reason.to_owned());
-            r.updated_at_ms = now_ms;
-            r.in_progress_until_ms = None;
         })
     }
 
     async fn park(&self, key: &RecordKey, class: FailureClass, reason: &str, now_ms: i64) -> Result<(), LedgerError> {
-        self.update(key, |r| {
-            r.status = Status::Parked;
+        self.finish(key, Status::Parked, now_ms, |r| {
             r.error_class = Some(class.as_str().to_owned());
             r.reason = Some(reason.to_owned());
-            r.updated_at_ms = now_ms;
-            r.in_progress_until_ms = None;
         })
     }
 
     async fn mark_stale(&self, key: &RecordKey, reason: &str, now_ms: i64) -> Result<(), LedgerError> {
-        self.update(key, |r| {
-            r.status = Status::Stale;
+        self.finish(key, Status::Stale, now_ms, |r| {
             r.reason = Some(reason.to_owned());
-            r.updated_at_ms = now_ms;
-            r.in_progress_until_ms = None;
         })
     }
 

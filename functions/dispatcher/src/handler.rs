@@ -1,6 +1,6 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use switchyard_common::backoff;
-use switchyard_common::batch::{process_batch_reporting_skipped, RecordResult};
+use switchyard_common::batch::{self, parked_message, process_batch_reporting_skipped, receive_count, RecordResult};
 use switchyard_common::envelope::{sha256_hex, Delivery, Mode};
 use switchyard_common::failure::{Failure, FailureClass};
 use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey};
@@ -25,10 +25,6 @@ pub async fn handle(deps: &Deps, event: SqsEvent, deadline_ms: i64) -> SqsBatchR
         }
     }
     response
-}
-
-fn receive_count(message: &SqsMessage) -> u32 {
-    message.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1)
 }
 
 /// How long ago the delivery was first queued (retries do not re-send it).
@@ -257,11 +253,7 @@ fn delivery_dlq_message(
 }
 
 fn dlq_message(body: &str, failure: &Failure, attempts: u32) -> OutboundMessage {
-    OutboundMessage::new(body)
-        .attribute("reason", &failure.reason)
-        .attribute("error_class", failure.class.as_str())
-        .attribute("attempts", attempts.to_string())
-        .attribute("stage", "dispatcher")
+    parked_message(body, failure, attempts, "dispatcher")
 }
 
 async fn park(deps: &Deps, message: &SqsMessage, dlq: OutboundMessage, failure: &Failure) -> RecordResult {
@@ -272,15 +264,5 @@ async fn park(deps: &Deps, message: &SqsMessage, dlq: OutboundMessage, failure: 
         dedup_id: message.attributes.get("MessageGroupId").and(message.message_id.clone()),
         ..dlq
     };
-    match deps.queue.send(dlq_url, &dlq).await {
-        Ok(()) => {
-            warn!(reason = %failure.reason, class = %failure.class, "parked in the dispatch DLQ");
-            metrics::count("Parked", 1, &[("Stage", "dispatcher")]);
-            RecordResult::Done
-        }
-        Err(e) => {
-            warn!(error = %e, "could not park; will retry");
-            RecordResult::Retry
-        }
-    }
+    batch::park(deps.queue.as_ref(), dlq_url, &dlq, failure, "dispatcher").await
 }

@@ -1,5 +1,5 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use switchyard_common::batch::{process_batch, RecordResult};
+use switchyard_common::batch::{self, parked_message, process_batch, receive_count, RecordResult};
 use switchyard_common::config::{Config, Flow};
 use switchyard_common::envelope::{sha256_hex, Delivery, Envelope, Mode};
 use switchyard_common::failure::Failure;
@@ -173,28 +173,13 @@ fn dlq_message(
     flow_version: Option<u32>,
     message: &SqsMessage,
 ) -> OutboundMessage {
-    let attempts = message.attributes.get("ApproximateReceiveCount").cloned().unwrap_or_else(|| "1".to_owned());
-    OutboundMessage::new(body)
-        .attribute("reason", &failure.reason)
-        .attribute("error_class", failure.class.as_str())
-        .attribute("attempts", attempts)
-        .attribute("stage", "mapper")
+    parked_message(body, failure, receive_count(message), "mapper")
         .attribute("flow", flow.unwrap_or_default())
         .attribute("flow_version", flow_version.map(|v| v.to_string()).unwrap_or_default())
 }
 
 async fn park(deps: &Deps, dlq: OutboundMessage, failure: &Failure) -> RecordResult {
-    match deps.queue.send(&deps.ingest_dlq_url, &dlq).await {
-        Ok(()) => {
-            warn!(reason = %failure.reason, class = %failure.class, "parked in the ingest DLQ");
-            metrics::count("Parked", 1, &[("Stage", "mapper")]);
-            RecordResult::Done
-        }
-        Err(e) => {
-            warn!(error = %e, "could not park; will retry");
-            RecordResult::Retry
-        }
-    }
+    batch::park(deps.queue.as_ref(), &deps.ingest_dlq_url, &dlq, failure, "mapper").await
 }
 
 #[cfg(test)]
