@@ -34,18 +34,23 @@ pub fn parked_message(body: &str, failure: &Failure, attempts: u32, stage: &str)
         .attribute("stage", stage)
 }
 
-/// Sends `dlq` to `dlq_url`. Done once the DLQ holds it; if the DLQ cannot be
-/// reached, the record is retried rather than lost.
-pub async fn park(
-    queue: &dyn Queue,
-    dlq_url: &str,
-    dlq: &OutboundMessage,
-    failure: &Failure,
-    stage: &str,
-) -> RecordResult {
-    match queue.send(dlq_url, dlq).await {
+/// Where a function parks what it cannot process.
+#[derive(Debug, Clone, Copy)]
+pub struct Dlq<'a> {
+    pub url: &'a str,
+    /// `ingest` or `dispatch`, for the log line.
+    pub name: &'a str,
+    /// The function parking (`mapper`, `dispatcher`), for the metric.
+    pub stage: &'a str,
+}
+
+/// Sends `dlq` to the DLQ. Done once the DLQ holds it; if the DLQ cannot be reached,
+/// the record is retried rather than lost.
+pub async fn park(queue: &dyn Queue, to: Dlq<'_>, dlq: &OutboundMessage, failure: &Failure) -> RecordResult {
+    let stage = to.stage;
+    match queue.send(to.url, dlq).await {
         Ok(()) => {
-            warn!(reason = %failure.reason, class = %failure.class, stage, "parked in a DLQ");
+            warn!(reason = %failure.reason, class = %failure.class, "parked in the {} DLQ", to.name);
             metrics::count("Parked", 1, &[("Stage", stage)]);
             RecordResult::Done
         }

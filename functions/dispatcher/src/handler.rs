@@ -264,5 +264,6 @@ async fn park(deps: &Deps, message: &SqsMessage, dlq: OutboundMessage, failure: 
         dedup_id: message.attributes.get("MessageGroupId").and(message.message_id.clone()),
         ..dlq
     };
-    batch::park(deps.queue.as_ref(), dlq_url, &dlq, failure, "dispatcher").await
+    let to = batch::Dlq { url: dlq_url, name: "dispatch", stage: "dispatcher" };
+    batch::park(deps.queue.as_ref(), to, &dlq, failure).await
 }

@@ -179,7 +179,8 @@ fn dlq_message(
 }
 
 async fn park(deps: &Deps, dlq: OutboundMessage, failure: &Failure) -> RecordResult {
-    batch::park(deps.queue.as_ref(), &deps.ingest_dlq_url, &dlq, failure, "mapper").await
+    let to = batch::Dlq { url: &deps.ingest_dlq_url, name: "ingest", stage: "mapper" };
+    batch::park(deps.queue.as_ref(), to, &dlq, failure).await
 }
 
 #[cfg(test)]
