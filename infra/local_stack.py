@@ -258,6 +258,7 @@ def deploy(args):
         "dispatch_dlq_url": url("dispatch-dlq"),
         "dispatch_fifo_queue_url": url("dispatch.fifo"),
         "dispatch_fifo_dlq_url": url("dispatch-dlq.fifo"),
+        "dispatcher_timeout_secs": int(template["Parameters"]["DispatcherTimeoutSecs"]["Default"]),
         "secrets": list(secrets),
     }
 
@@ -305,6 +306,7 @@ ENV_KEYS = {
     "SWITCHYARD_DISPATCH_DLQ_URL": "dispatch_dlq_url",
     "SWITCHYARD_DISPATCH_FIFO_QUEUE_URL": "dispatch_fifo_queue_url",
     "SWITCHYARD_DISPATCH_FIFO_DLQ_URL": "dispatch_fifo_dlq_url",
+    "SWITCHYARD_DISPATCHER_TIMEOUT_SECS": "dispatcher_timeout_secs",
     "AWS_ENDPOINT_URL": "endpoint",
 }
 

@@ -47,11 +47,11 @@ pub struct Dlq<'a> {
 /// Sends `dlq` to the DLQ. Done once the DLQ holds it; if the DLQ cannot be reached,
 /// the record is retried rather than lost.
 pub async fn park(queue: &dyn Queue, to: Dlq<'_>, dlq: &OutboundMessage, failure: &Failure) -> RecordResult {
-    let stage = to.stage;
+    let function = to.stage;
     match queue.send(to.url, dlq).await {
         Ok(()) => {
             warn!(reason = %failure.reason, class = %failure.class, "parked in the {} DLQ", to.name);
-            metrics::count("Parked", 1, &[("Stage", stage)]);
+            metrics::count("Parked", 1, &[("Function", function)]);
             RecordResult::Done
         }
         Err(e) => {
@@ -96,24 +96,50 @@ where
     F: Fn(&'a SqsMessage) -> Fut,
     Fut: Future<Output = RecordResult> + 'a,
 {
+    process_batch_while(event, |_| true, f).await
+}
+
+/// As [`process_batch_reporting_skipped`]; on a FIFO queue, where records run one
+/// after the other, `may_start` is asked before each record but the first: once it
+/// says no (the function's deadline is too close for another record), that record
+/// and every later one are skipped untried, in every group, and come back later.
+pub async fn process_batch_while<'a, S, F, Fut>(
+    event: &'a SqsEvent,
+    may_start: S,
+    f: F,
+) -> (SqsBatchResponse, Vec<&'a SqsMessage>)
+where
+    S: Fn(&'a SqsMessage) -> bool,
+    F: Fn(&'a SqsMessage) -> Fut,
+    Fut: Future<Output = RecordResult> + 'a,
+{
     let fifo = event.records.iter().any(|m| group_of(m).is_some());
     let mut failures = Vec::new();
     let mut skipped = Vec::new();
     if fifo {
         let mut stopped: HashSet<&str> = HashSet::new();
+        let (mut started, mut out_of_time) = (false, false);
         for m in &event.records {
             let id = m.message_id.as_deref().unwrap_or_default();
             let group = group_of(m).unwrap_or_default();
-            if stopped.contains(group) {
+            out_of_time = out_of_time || (started && !stopped.contains(group) && !may_start(m));
+            if out_of_time || stopped.contains(group) {
                 failures.push(failure(id));
                 skipped.push(m);
                 continue;
             }
+            started = true;
             let span = tracing::info_span!("record", message_id = id, group = group);
             if f(m).instrument(span).await == RecordResult::Retry {
                 stopped.insert(group);
                 failures.push(failure(id));
             }
+        }
+        if out_of_time {
+            warn!(
+                skipped = skipped.len(),
+                "deadline too close for another record; the rest of the batch comes back untried"
+            );
         }
     } else {
         let results = join_all(event.records.iter().map(|m| {
@@ -130,6 +156,19 @@ where
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures;
     (response, skipped)
+}
+
+/// The identity of a parked message, for whatever lists or replays a DLQ: the stage
+/// that parked it and the delivery it stands for (`{source}:{event}:{flow}:v{n}`), or
+/// a hash of the body for a message too malformed to say. Two copies of one delivery —
+/// a worker died after the DLQ send and before the delete, and the message came back
+/// and was parked again — have the same identity and are one parked delivery.
+pub fn parked_identity<'v>(attribute: impl Fn(&str) -> Option<&'v str>, body: &str) -> String {
+    let stage = attribute("stage").unwrap_or("unknown");
+    match attribute("delivery_id").filter(|id| !id.is_empty()) {
+        Some(id) => format!("{stage}:{id}"),
+        None => format!("{stage}:body:{}", crate::envelope::sha256_hex(body.as_bytes())),
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +228,53 @@ mod tests {
         let skipped: Vec<_> = skipped.iter().map(|m| m.message_id.as_deref().unwrap()).collect();
         assert_eq!(skipped, vec!["a3"], "a2 was processed and failed; a3 was skipped");
         assert_eq!(*seen.lock().unwrap(), vec!["a1", "a2", "b1", "b2"], "a3 must not be processed after a2 failed");
+    }
+
+    #[tokio::test]
+    async fn a_fifo_batch_stops_starting_records_when_the_deadline_is_too_close() {
+        let e = event(vec![
+            message("a1", Some("a"), "ok"),
+            message("b1", Some("b"), "ok"),
+            message("a2", Some("a"), "ok"),
+            message("b2", Some("b"), "ok"),
+        ]);
+        let started = std::sync::Mutex::new(Vec::new());
+        // Room for two records only: the third is not started, nor anything after it.
+        let (r, skipped) = process_batch_while(
+            &e,
+            |_| started.lock().unwrap().len() < 2,
+            |m| {
+                started.lock().unwrap().push(m.message_id.clone().unwrap());
+                fail_on_bad(m)
+            },
+        )
+        .await;
+        assert_eq!(*started.lock().unwrap(), vec!["a1", "b1"]);
+        assert_eq!(failed_ids(&r), vec!["a2", "b2"]);
+        assert_eq!(skipped.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_first_fifo_record_is_always_started() {
+        let e = event(vec![message("a1", Some("a"), "ok")]);
+        let (r, skipped) = process_batch_while(&e, |_| false, fail_on_bad).await;
+        assert!(r.batch_item_failures.is_empty() && skipped.is_empty());
+    }
+
+    #[test]
+    fn two_parked_copies_of_one_delivery_have_one_identity_and_malformed_bodies_are_told_apart() {
+        let attrs = |id: &'static str| {
+            move |k: &str| match k {
+                "stage" => Some("dispatcher"),
+                "delivery_id" => Some(id),
+                _ => None,
+            }
+        };
+        let a = parked_identity(attrs("stripe:evt_1:f:v1"), "{copy 1}");
+        let b = parked_identity(attrs("stripe:evt_1:f:v1"), "{copy 2}");
+        assert_eq!(a, b);
+        assert_ne!(a, parked_identity(attrs("stripe:evt_2:f:v1"), "{copy 1}"));
+        assert_ne!(parked_identity(attrs(""), "x"), parked_identity(attrs(""), "y"));
     }
 
     #[tokio::test]

@@ -124,6 +124,12 @@ impl Delivery {
         Ok(delivery)
     }
 
+    /// The id of one event's delivery through one flow version (also what identifies
+    /// it when parked, by the mapper or the dispatcher).
+    pub fn id_for(source: &str, event_id: &str, flow: &str, flow_version: u32) -> String {
+        format!("{source}:{event_id}:{flow}:v{flow_version}")
+    }
+
     /// The default idempotency key: stable across retries and replays of the same
     /// event through the same flow version, different for anything else.
     pub fn default_key(source: &str, event_id: &str, flow: &str, flow_version: u32) -> String {

@@ -25,6 +25,11 @@ impl FailureClass {
             FailureClass::Terminal => "terminal",
         }
     }
+
+    /// The class written by [`FailureClass::as_str`] (as the ledger stores it).
+    pub fn parse(s: &str) -> Option<Self> {
+        [FailureClass::Transient, FailureClass::Auth, FailureClass::Terminal].into_iter().find(|c| c.as_str() == s)
+    }
 }
 
 impl fmt::Display for FailureClass {

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod backoff;
 pub mod batch;
+pub mod budget;
 pub mod config;
 pub mod contract;
 pub mod envelope;

@@ -278,7 +278,7 @@ impl World {
         let sink_addr = sink.clone().start("127.0.0.1:0".parse().unwrap()).await.expect("sink");
         let mut config = config_for(sink_addr);
         customize(&mut config);
-        let deps = Deps::new(&aws.sdk, &aws.stack, Arc::new(config)).expect("deps");
+        let deps = Deps::new(&aws.sdk, &aws.stack, Arc::new(config)).await.expect("deps");
         let pipeline =
             Pipeline::start(&aws.sdk, &aws.stack, deps, "127.0.0.1:0".parse().unwrap()).await.expect("pipeline");
         Self { aws, sink, pipeline, http: reqwest::Client::new() }

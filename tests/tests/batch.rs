@@ -6,7 +6,7 @@ use std::sync::Arc;
 use switchyard_common::envelope::Delivery;
 use switchyard_common::queue::{OutboundMessage, Queue, SqsQueue};
 use switchyard_e2e::{config_for, LocalAws};
-use switchyard_local::pipeline::{Deps, DISPATCHER_TIMEOUT};
+use switchyard_local::pipeline::Deps;
 use switchyard_local::poller::{poll_once, Mapping};
 use switchyard_local::sink::{Reply, Sink};
 
@@ -22,7 +22,7 @@ async fn one_failing_record_in_a_batch_does_not_fail_its_neighbours() {
     let sink = Sink::default();
     sink.answer_path("/flaky", Reply::Status(503));
     let sink_addr = sink.clone().start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let deps = Deps::new(&aws.sdk, &aws.stack, Arc::new(config_for(sink_addr))).unwrap();
+    let deps = Deps::new(&aws.sdk, &aws.stack, Arc::new(config_for(sink_addr))).await.unwrap();
 
     let queue = SqsQueue::new(aws.sqs());
     let messages: Vec<_> = [delivery(1, "/a"), delivery(2, "/flaky"), delivery(3, "/b")]
@@ -34,8 +34,9 @@ async fn one_failing_record_in_a_batch_does_not_fail_its_neighbours() {
     let dispatcher = deps.dispatcher;
     let mapping = Mapping { queue_url: aws.stack.dispatch_queue_url.clone(), batch_size: 10, wait_secs: 1 };
     let failures = std::sync::Mutex::new(Vec::new());
+    let timeout_ms = aws.stack.dispatcher_timeout_secs as i64 * 1000;
     let received = poll_once(&aws.sqs(), &mapping, &|event| {
-        let deadline = switchyard_common::runtime::now_ms() + DISPATCHER_TIMEOUT.as_millis() as i64;
+        let deadline = switchyard_common::runtime::now_ms() + timeout_ms;
         let dispatcher = &dispatcher;
         let failures = &failures;
         async move {

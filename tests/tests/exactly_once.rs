@@ -14,7 +14,7 @@ use switchyard_local::sink::{Reply, Sink};
 async fn dispatcher_world(sink: &Sink) -> (LocalAws, switchyard_dispatcher::Deps) {
     let aws = LocalAws::start().await;
     let addr = sink.clone().start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let deps = Deps::new(&aws.sdk, &aws.stack, Arc::new(config_for(addr))).unwrap();
+    let deps = Deps::new(&aws.sdk, &aws.stack, Arc::new(config_for(addr))).await.unwrap();
     (aws, deps.dispatcher)
 }
 

@@ -99,7 +99,7 @@ impl Intake {
         // No destination is called: nothing dispatches here.
         let unused: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let config = config_for(unused);
-        let deps = Deps::new(&aws.sdk, &aws.stack, Arc::new(config_for(unused))).unwrap();
+        let deps = Deps::new(&aws.sdk, &aws.stack, Arc::new(config_for(unused))).await.unwrap();
         let listener = switchyard_local::intake_http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(switchyard_local::intake_http::serve(Arc::new(deps.intake), listener));

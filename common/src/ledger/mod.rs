@@ -118,8 +118,13 @@ pub enum ClaimOutcome {
     InProgress,
     /// Same key, different payload: refused.
     PayloadMismatch,
+    /// Parked before: what it was parked with, so a message that comes back (its
+    /// worker died between the ledger write and the DLQ send or the delete) can be
+    /// parked again with the same reason.
     AlreadyParked {
         reason: Option<String>,
+        error_class: Option<String>,
+        attempts: u32,
     },
 }
 
@@ -204,7 +209,11 @@ pub(crate) fn conflict_outcome(existing: &LedgerRecord, request: &ClaimRequest) 
     }
     match existing.status {
         Status::Completed => Some(ClaimOutcome::AlreadyCompleted { summary: existing.summary.clone() }),
-        Status::Parked => Some(ClaimOutcome::AlreadyParked { reason: existing.reason.clone() }),
+        Status::Parked => Some(ClaimOutcome::AlreadyParked {
+            reason: existing.reason.clone(),
+            error_class: existing.error_class.clone(),
+            attempts: existing.attempts,
+        }),
         Status::Stale => Some(ClaimOutcome::AlreadyCompleted { summary: existing.reason.clone() }),
         Status::InProgress if existing.in_progress_until_ms.unwrap_or(0) > request.now_ms => {
             Some(ClaimOutcome::InProgress)

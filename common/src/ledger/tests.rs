@@ -63,14 +63,18 @@ async fn the_same_key_with_a_different_payload_is_refused() {
 }
 
 #[tokio::test]
-async fn a_parked_key_stays_parked() {
+async fn a_parked_key_stays_parked_and_remembers_why_and_after_how_many_attempts() {
     let ledger = MemoryLedger::new();
     let r = request(1_000);
     ledger.claim(&r).await.unwrap();
     ledger.park(&r.key, FailureClass::Terminal, "HTTP 400", 1_100).await.unwrap();
     assert_eq!(
         ledger.claim(&request(2_000)).await.unwrap(),
-        ClaimOutcome::AlreadyParked { reason: Some("HTTP 400".into()) }
+        ClaimOutcome::AlreadyParked {
+            reason: Some("HTTP 400".into()),
+            error_class: Some("terminal".into()),
+            attempts: 1
+        }
     );
 }
 

@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_common::auth::oauth2::TokenCache;
+use switchyard_common::budget;
 use switchyard_common::config::Config;
 use switchyard_common::ledger::{DynamoLedger, IdempotencyStore};
 use switchyard_common::names::Stage;
@@ -12,11 +13,14 @@ use switchyard_common::secrets::{CachedSecrets, SecretSource};
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub ledger_ttl: Duration,
+    /// What a FIFO batch keeps free before starting another record: the worst case
+    /// of one record of any destination (`budget::worst_case_any_record`).
+    pub record_reserve: Duration,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self { ledger_ttl: Duration::from_secs(7 * 24 * 3600) }
+impl Settings {
+    pub fn for_config(config: &Config) -> Self {
+        Self { ledger_ttl: Duration::from_secs(7 * 24 * 3600), record_reserve: budget::worst_case_any_record(config) }
     }
 }
 
@@ -51,21 +55,30 @@ impl Deps {
 
 impl Deps {
     /// Reads `SWITCHYARD_STAGE`, `SWITCHYARD_LEDGER_TABLE`, `SWITCHYARD_DISPATCH_QUEUE_URL`,
-    /// `SWITCHYARD_DISPATCH_DLQ_URL`, their `_FIFO_` twins, optional `SWITCHYARD_SECRET_MAX_AGE_SECS` and the flow file.
+    /// `SWITCHYARD_DISPATCH_DLQ_URL`, their `_FIFO_` twins, `SWITCHYARD_DISPATCHER_TIMEOUT_SECS`, optional `SWITCHYARD_SECRET_MAX_AGE_SECS` and the flow file.
     pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, String> {
+        let config = Config::from_env().map_err(|e| format!("flow file: {e}"))?;
+        let timeout = env("SWITCHYARD_DISPATCHER_TIMEOUT_SECS")?
+            .parse::<u64>()
+            .map_err(|_| "SWITCHYARD_DISPATCHER_TIMEOUT_SECS must be a whole number of seconds".to_owned())?;
+        budget::check_function_timeout(&config, Duration::from_secs(timeout)).map_err(|e| e.to_string())?;
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let dispatch_queue_url = env("SWITCHYARD_DISPATCH_QUEUE_URL")?;
+        let dispatch_fifo_queue_url = env("SWITCHYARD_DISPATCH_FIFO_QUEUE_URL")?;
+        crate::backstop::check(&sqs, &config, &[&dispatch_queue_url, &dispatch_fifo_queue_url]).await?;
         Ok(Self {
-            config: Arc::new(Config::from_env().map_err(|e| format!("flow file: {e}"))?),
+            settings: Settings::for_config(&config),
+            config: Arc::new(config),
             stage: Stage::new(&env("SWITCHYARD_STAGE")?).map_err(|e| e.to_string())?,
             ledger: Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), env("SWITCHYARD_LEDGER_TABLE")?)),
-            queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk))),
+            queue: Arc::new(SqsQueue::new(sqs)),
             secrets: Arc::new(CachedSecrets::from_env(sdk)),
             http: http_client(),
             tokens: TokenCache::default(),
-            dispatch_queue_url: env("SWITCHYARD_DISPATCH_QUEUE_URL")?,
+            dispatch_queue_url,
             dispatch_dlq_url: env("SWITCHYARD_DISPATCH_DLQ_URL")?,
-            dispatch_fifo_queue_url: env("SWITCHYARD_DISPATCH_FIFO_QUEUE_URL")?,
+            dispatch_fifo_queue_url,
             dispatch_fifo_dlq_url: env("SWITCHYARD_DISPATCH_FIFO_DLQ_URL")?,
-            settings: Settings::default(),
         })
     }
 }

@@ -1,6 +1,6 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use switchyard_common::backoff;
-use switchyard_common::batch::{self, parked_message, process_batch_reporting_skipped, receive_count, RecordResult};
+use switchyard_common::batch::{self, parked_message, process_batch_while, RecordResult};
 use switchyard_common::envelope::{sha256_hex, Delivery, Mode};
 use switchyard_common::failure::{Failure, FailureClass};
 use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey};
@@ -13,9 +13,12 @@ use crate::call::deliver;
 use crate::Deps;
 
 /// Handles one batch from the dispatch queue. `deadline_ms` is the invocation's
-/// deadline: a claim not completed by then may be taken over.
+/// deadline: a claim not completed by then may be taken over, and a FIFO record is
+/// started only while the worst case of one record still fits before it.
 pub async fn handle(deps: &Deps, event: SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
-    let (response, skipped) = process_batch_reporting_skipped(&event, |m| handle_record(deps, m, deadline_ms)).await;
+    let reserve = deps.settings.record_reserve.as_millis() as i64;
+    let may_start = |_: &SqsMessage| now_ms() + reserve <= deadline_ms;
+    let (response, skipped) = process_batch_while(&event, may_start, |m| handle_record(deps, m, deadline_ms)).await;
     for m in skipped {
         let (queue_url, _) = deps.queues_for(m.event_source_arn.as_deref());
         if let Some(handle) = m.receipt_handle.as_deref() {
@@ -37,8 +40,9 @@ async fn handle_record(deps: &Deps, message: &SqsMessage, deadline_ms: i64) -> R
     let delivery = match Delivery::from_json(body) {
         Ok(d) => d,
         Err(e) => {
+            // Never tried: nothing was sent, so no attempt is counted.
             let failure = Failure::terminal(e.to_string());
-            return park(deps, message, dlq_message(body, &failure, receive_count(message)), &failure).await;
+            return park(deps, message, dlq_message(body, &failure, 0), &failure).await;
         }
     };
     let span = tracing::info_span!(
@@ -52,11 +56,9 @@ async fn handle_record(deps: &Deps, message: &SqsMessage, deadline_ms: i64) -> R
 }
 
 async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadline_ms: i64) -> RecordResult {
-    let attempt = receive_count(message);
-    let dlq = |failure: &Failure| delivery_dlq_message(message, delivery, failure, attempt);
     let Some(destination) = deps.config.destination(&delivery.destination) else {
         let failure = Failure::terminal(format!("unknown destination {:?}", delivery.destination));
-        return park(deps, message, dlq(&failure), &failure).await;
+        return park(deps, message, delivery_dlq_message(message, delivery, &failure, 0), &failure).await;
     };
 
     let now = now_ms();
@@ -69,7 +71,7 @@ async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadli
     } else {
         event_key.clone()
     };
-    let result = claim_and_deliver(deps, message, delivery, destination, &key, now, deadline_ms, attempt).await;
+    let result = claim_and_deliver(deps, message, delivery, destination, &key, now, deadline_ms).await;
     if custom {
         if let Err(e) = deps.ledger.mirror(&key, &event_key).await {
             warn!(error = %e, "could not copy the outcome into the event's history");
@@ -78,7 +80,9 @@ async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadli
     result
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Claim → call → record → (park) in that order; the attempt number is the ledger's
+/// count of claims, so a message that came back without being tried (behind a failed
+/// FIFO head, or after its worker died before claiming) does not spend its budget.
 async fn claim_and_deliver(
     deps: &Deps,
     message: &SqsMessage,
@@ -87,9 +91,7 @@ async fn claim_and_deliver(
     key: &RecordKey,
     now: i64,
     deadline_ms: i64,
-    attempt: u32,
 ) -> RecordResult {
-    let dlq = |failure: &Failure| delivery_dlq_message(message, delivery, failure, attempt);
     let claim = ClaimRequest {
         key: key.clone(),
         payload_hash: payload_hash(delivery),
@@ -100,30 +102,35 @@ async fn claim_and_deliver(
         flow: Some(delivery.flow.clone()),
         destination: Some(delivery.destination.clone()),
     };
-    match deps.ledger.claim(&claim).await {
-        Ok(ClaimOutcome::Claimed { .. }) => {}
+    let attempt = match deps.ledger.claim(&claim).await {
+        Ok(ClaimOutcome::Claimed { attempt }) => attempt,
         Ok(ClaimOutcome::AlreadyCompleted { summary }) => {
             info!(summary = summary.as_deref().unwrap_or_default(), "already delivered; acknowledged");
             return RecordResult::Done;
         }
-        Ok(ClaimOutcome::AlreadyParked { .. }) => {
-            info!("already parked; acknowledged");
-            return RecordResult::Done;
+        Ok(ClaimOutcome::AlreadyParked { reason, error_class, attempts }) => {
+            // Its worker died after recording the park and before the DLQ send or the
+            // delete: park it (again) so the DLQ surely holds it. Whatever lists the DLQ
+            // counts copies of one delivery once (`batch::parked_identity`).
+            let class = error_class.as_deref().and_then(FailureClass::parse).unwrap_or(FailureClass::Terminal);
+            let failure = Failure { class, ..Failure::terminal(reason.unwrap_or_else(|| "parked".to_owned())) };
+            info!(reason = %failure.reason, "already parked; making sure the DLQ holds it");
+            return park(deps, message, delivery_dlq_message(message, delivery, &failure, attempts), &failure).await;
         }
         Ok(ClaimOutcome::InProgress) => {
             info!("another worker holds this delivery; will look again");
-            return retry_later(deps, message, destination, &Failure::transient("in progress elsewhere"), attempt)
-                .await;
+            return retry_later(deps, message, destination, &Failure::transient("in progress elsewhere"), 1).await;
         }
         Ok(ClaimOutcome::PayloadMismatch) => {
+            // Not ours to record: the record belongs to the delivery that holds the key.
             let failure = Failure::terminal("payload_mismatch");
-            return park(deps, message, dlq(&failure), &failure).await;
+            return park(deps, message, delivery_dlq_message(message, delivery, &failure, 0), &failure).await;
         }
         Err(e) => {
             warn!(error = %e, "ledger unavailable; will retry");
-            return retry_later(deps, message, destination, &Failure::transient(e.to_string()), attempt).await;
+            return retry_later(deps, message, destination, &Failure::transient(e.to_string()), 1).await;
         }
-    }
+    };
 
     if let (Some(entity), Some(version)) = (&delivery.ordering_key, delivery.entity_version) {
         match deps.ledger.last_version(&delivery.flow, entity).await {
@@ -138,8 +145,9 @@ async fn claim_and_deliver(
             }
             Ok(_) => {}
             Err(e) => {
-                mark(deps, key, &Failure::transient(e.to_string()), false).await;
-                return retry_later(deps, message, destination, &Failure::transient(e.to_string()), attempt).await;
+                let failure = Failure::transient(e.to_string());
+                release(deps, key, &failure).await;
+                return retry_later(deps, message, destination, &failure, attempt).await;
             }
         }
     }
@@ -163,29 +171,22 @@ async fn claim_and_deliver(
             }
             RecordResult::Done
         }
-        Err(failure) if failure.is_terminal() => {
-            let result = park(deps, message, dlq(&failure), &failure).await;
-            // Parked only once the DLQ holds it; otherwise released for the retry.
-            mark(deps, key, &failure, result == RecordResult::Done).await;
-            result
-        }
+        Err(failure) if failure.is_terminal() => park_recorded(deps, message, delivery, key, &failure, attempt).await,
         Err(failure) => {
             if failure.class == FailureClass::Auth {
                 warn!(permission_failure = true, reason = %failure.reason, "credentials refused after a refresh");
                 metrics::count("PermissionFailure", 1, &[("Destination", &destination.name)]);
             }
-            let too_old = age_ms(message, now_ms()) > destination.retry.max_age_secs as i64 * 1000;
+            let too_old = age_ms(message, now_ms()) > (destination.retry.max_age_secs as i64).saturating_mul(1000);
             if attempt >= destination.retry.max_attempts || too_old {
                 let spent = Failure::terminal(format!(
                     "retry budget exhausted after {attempt} attempts{}; last error: {}",
                     if too_old { " (max age)" } else { "" },
                     failure.reason
                 ));
-                let result = park(deps, message, dlq(&spent), &spent).await;
-                mark(deps, key, &spent, result == RecordResult::Done).await;
-                return result;
+                return park_recorded(deps, message, delivery, key, &spent, attempt).await;
             }
-            mark(deps, key, &failure, false).await;
+            release(deps, key, &failure).await;
             retry_later(deps, message, destination, &failure, attempt).await
         }
     }
@@ -205,16 +206,31 @@ async fn finish(deps: &Deps, key: &RecordKey, summary: &str) {
     }
 }
 
-/// Records a failure in the ledger: parked (terminal) or released for the next attempt.
-async fn mark(deps: &Deps, key: &RecordKey, failure: &Failure, parked: bool) {
-    let result = if parked {
-        deps.ledger.park(key, failure.class, &failure.reason, now_ms()).await
-    } else {
-        deps.ledger.release(key, failure.class, &failure.reason, now_ms()).await
-    };
-    if let Err(e) = result {
+/// Gives the claim back after a retryable failure, keeping the failure for the trace.
+async fn release(deps: &Deps, key: &RecordKey, failure: &Failure) {
+    if let Err(e) = deps.ledger.release(key, failure.class, &failure.reason, now_ms()).await {
         warn!(error = %e, "could not record the failure; the claim lapses at the deadline");
     }
+}
+
+/// Parks a claimed delivery: the ledger first, then the DLQ, then (by the caller's
+/// `Done`) the delete. A death after the ledger write brings the message back to
+/// `AlreadyParked`, which parks it again; it is never tried again, so it can never
+/// end up both delivered and parked. If the ledger cannot record it, the message
+/// comes back for another attempt instead.
+async fn park_recorded(
+    deps: &Deps,
+    message: &SqsMessage,
+    delivery: &Delivery,
+    key: &RecordKey,
+    failure: &Failure,
+    attempts: u32,
+) -> RecordResult {
+    if let Err(e) = deps.ledger.park(key, failure.class, &failure.reason, now_ms()).await {
+        warn!(error = %e, reason = %failure.reason, "could not record the park; will retry");
+        return RecordResult::Retry;
+    }
+    park(deps, message, delivery_dlq_message(message, delivery, failure, attempts), failure).await
 }
 
 /// Leaves the message for another attempt, visible again after the backoff.
@@ -246,6 +262,7 @@ fn delivery_dlq_message(
     attempts: u32,
 ) -> OutboundMessage {
     dlq_message(message.body.as_deref().unwrap_or_default(), failure, attempts)
+        .attribute("delivery_id", &delivery.delivery_id)
         .attribute("correlation_id", &delivery.correlation_id)
         .attribute("event_id", &delivery.event_id)
         .attribute("flow", &delivery.flow)

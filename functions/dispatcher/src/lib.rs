@@ -1,6 +1,7 @@
 //! dispatcher: deliveries from the dispatch queue → calls on destination APIs, each
 //! claimed in the ledger first so that a destination sees it once in effect.
 
+pub mod backstop;
 mod call;
 mod deps;
 mod handler;

@@ -90,7 +90,7 @@ async fn serve(args: &Args, config: Config) -> Result<(), String> {
     let sink_addr =
         Sink::new(Some(sink_file.clone())).start(addr("sink", "127.0.0.1:3001")?).await.map_err(|e| e.to_string())?;
     let sdk = runtime::aws_config().await;
-    let deps = Deps::new(&sdk, &stack, Arc::new(config))?;
+    let deps = Deps::new(&sdk, &stack, Arc::new(config)).await?;
     let pipeline =
         Pipeline::start(&sdk, &stack, deps, addr("intake", "127.0.0.1:3000")?).await.map_err(|e| e.to_string())?;
     eprintln!(

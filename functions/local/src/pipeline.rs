@@ -18,8 +18,6 @@ use crate::stack::Stack;
 
 /// The template's BatchSize for both SQS event sources.
 pub const BATCH_SIZE: i32 = 10;
-/// The dispatcher's timeout in the template: its in-progress claims lapse after it.
-pub const DISPATCHER_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct Deps {
     pub intake: switchyard_intake::Deps,
@@ -28,8 +26,18 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// The same dependencies each function's `main` builds, pointed at `stack`.
-    pub fn new(sdk: &aws_config::SdkConfig, stack: &Stack, config: Arc<Config>) -> Result<Self, String> {
+    /// The same dependencies each function's `main` builds, pointed at `stack`, with
+    /// the same cold-start checks (the dispatcher's timeout and the queues' redrive
+    /// backstop against every destination's budget).
+    pub async fn new(sdk: &aws_config::SdkConfig, stack: &Stack, config: Arc<Config>) -> Result<Self, String> {
+        switchyard_common::budget::check_function_timeout(&config, Duration::from_secs(stack.dispatcher_timeout_secs))
+            .map_err(|e| e.to_string())?;
+        switchyard_dispatcher::backstop::check(
+            &aws_sdk_sqs::Client::new(sdk),
+            &config,
+            &[&stack.dispatch_queue_url, &stack.dispatch_fifo_queue_url],
+        )
+        .await?;
         let stage = Stage::new(&stack.stage).map_err(|e| e.to_string())?;
         let sqs = SqsQueue::new(aws_sdk_sqs::Client::new(sdk));
         let ledger = Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), &stack.ledger_table));
@@ -55,6 +63,7 @@ impl Deps {
                 ingest_dlq_url: stack.ingest_dlq_url.clone(),
             },
             dispatcher: switchyard_dispatcher::Deps {
+                settings: switchyard_dispatcher::Settings::for_config(&config),
                 config,
                 stage,
                 ledger,
@@ -66,7 +75,6 @@ impl Deps {
                 dispatch_dlq_url: stack.dispatch_dlq_url.clone(),
                 dispatch_fifo_queue_url: stack.dispatch_fifo_queue_url.clone(),
                 dispatch_fifo_dlq_url: stack.dispatch_fifo_dlq_url.clone(),
-                settings: switchyard_dispatcher::Settings::default(),
             },
         })
     }
@@ -103,6 +111,7 @@ impl Pipeline {
             async move { switchyard_mapper::handle(&deps, event).await }
         })));
         let dispatcher = Arc::new(dispatcher);
+        let timeout_ms = i64::try_from(stack.dispatcher_timeout_secs).unwrap_or(i64::MAX).saturating_mul(1000);
         // Two event source mappings on the dispatcher, as in the template.
         for queue_url in [&stack.dispatch_queue_url, &stack.dispatch_fifo_queue_url] {
             let dispatch = Mapping { queue_url: queue_url.clone(), batch_size: BATCH_SIZE, wait_secs: 1 };
@@ -110,7 +119,7 @@ impl Pipeline {
             tasks.push(tokio::spawn(poller::run(client.clone(), dispatch, move |event| {
                 let deps = dispatcher.clone();
                 async move {
-                    let deadline = now_ms() + DISPATCHER_TIMEOUT.as_millis() as i64;
+                    let deadline = now_ms() + timeout_ms;
                     switchyard_dispatcher::handle(&deps, event, deadline).await
                 }
             })));

@@ -13,6 +13,9 @@ pub struct Stack {
     pub dispatch_dlq_url: String,
     pub dispatch_fifo_queue_url: String,
     pub dispatch_fifo_dlq_url: String,
+    /// The template's `DispatcherTimeoutSecs`: the deadline the local runner gives
+    /// each dispatcher batch, as Lambda would.
+    pub dispatcher_timeout_secs: u64,
 }
 
 impl Stack {

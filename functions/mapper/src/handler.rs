@@ -72,7 +72,7 @@ fn map_one(config: &Config, flow: &Flow, envelope: &Envelope) -> Result<Option<D
         };
     let destination = config.destination(&flow.destination).map(|d| d.name.clone()).unwrap_or_default();
     Ok(Some(Delivery {
-        delivery_id: format!("{source}:{}:{}:v{}", envelope.id, flow.name, flow.version),
+        delivery_id: Delivery::id_for(source, &envelope.id, &flow.name, flow.version),
         event_id: envelope.id.clone(),
         source: source.to_owned(),
         event_type: envelope.event_type.clone(),
@@ -153,6 +153,7 @@ async fn handle_record(deps: &Deps, message: &SqsMessage) -> RecordResult {
         let mut result = RecordResult::Done;
         for (flow, version, failure) in &mapped.failed {
             let dlq = dlq_message(body, failure, Some(flow), Some(*version), message)
+                .attribute("delivery_id", Delivery::id_for(envelope.source_name(), &envelope.id, flow, *version))
                 .attribute("correlation_id", &envelope.correlationid)
                 .attribute("event_id", &envelope.id);
             let span = tracing::info_span!("flow", flow = %flow);

@@ -1,0 +1,25 @@
+//! The cold-start check that the queues' redrive backstop is out of reach of every
+//! retry budget. The number is read from the queues themselves, so the template's
+//! `RedriveMaxReceiveCount` and the flow file cannot drift apart unnoticed.
+
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::QueueAttributeName;
+use switchyard_common::budget;
+use switchyard_common::config::Config;
+
+/// Reads each queue's `RedrivePolicy` and checks every destination's budget against it.
+pub async fn check(sqs: &aws_sdk_sqs::Client, config: &Config, queue_urls: &[&str]) -> Result<(), String> {
+    for url in queue_urls {
+        let out = sqs
+            .get_queue_attributes()
+            .queue_url(*url)
+            .attribute_names(QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .map_err(|e| format!("cannot read the redrive policy of {url}: {}", DisplayErrorContext(e)))?;
+        let policy = out.attributes().and_then(|a| a.get(&QueueAttributeName::RedrivePolicy));
+        let count = budget::max_receive_count(url, policy.map(String::as_str)).map_err(|e| e.to_string())?;
+        budget::check_backstop(config, url, count).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
