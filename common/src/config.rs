@@ -452,7 +452,7 @@ impl Config {
                 return Err(invalid(at("entity_version needs an ordering_key (the entity it versions)")));
             }
             for field in &f.sensitive {
-                crate::auth::redact::register_sensitive_field(field);
+                crate::redact::register_sensitive_field(field);
             }
             let method = http::Method::from_bytes(f.method.to_ascii_uppercase().as_bytes())
                 .map_err(|_| invalid(at(&format!("invalid method {:?}", f.method))))?;

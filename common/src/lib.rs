@@ -17,6 +17,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod names;
 pub mod queue;
+pub mod redact;
 pub mod runtime;
 pub mod secrets;
 pub mod signature;

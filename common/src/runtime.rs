@@ -5,12 +5,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::auth::redact::RedactingMakeWriter;
+use crate::redact::RedactingMakeWriter;
 
 /// Structured JSON logs on stdout, one object per line, with the fields of the
 /// enclosing spans (correlation id, event id, flow, destination) on every line.
 /// `RUST_LOG` sets the level (default `info`). Every line is masked on its way out
-/// (`auth::redact`): secrets, signatures and personal data never reach the logs.
+/// (`redact`): secrets, signatures and personal data never reach the logs.
 pub fn init_logging() {
     init_logging_to(std::io::stdout);
 }

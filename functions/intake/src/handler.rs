@@ -208,7 +208,7 @@ async fn signing_secrets(deps: &Deps, source: &Source, id: &str, now_s: i64) -> 
     let current = deps.secrets.get(id, VersionStage::Current).await.map_err(|e| e.to_string())?;
     // From here on, no log line can carry these values.
     if let Some(v) = &current {
-        switchyard_common::auth::redact::register_secret(v.expose());
+        switchyard_common::redact::register_secret(v.expose());
     }
     let in_grace = previous_accepted(current.as_ref().and_then(|v| v.created_at()), now_s, source.rotation_grace_secs);
     let mut secrets: Vec<SigningSecret> = current.into_iter().map(|v| SigningSecret::new(v.expose())).collect();
@@ -217,7 +217,7 @@ async fn signing_secrets(deps: &Deps, source: &Source, id: &str, now_s: i64) -> 
     }
     match deps.secrets.get(id, VersionStage::Previous).await {
         Ok(Some(previous)) => {
-            switchyard_common::auth::redact::register_secret(previous.expose());
+            switchyard_common::redact::register_secret(previous.expose());
             secrets.push(SigningSecret::new(previous.expose()));
         }
         Ok(None) => {}
