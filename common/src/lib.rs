@@ -13,6 +13,7 @@ pub mod contract;
 pub mod envelope;
 pub mod failure;
 pub mod ledger;
+pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod names;
