@@ -171,5 +171,39 @@ where
         .finish()
 }
 
+/// Lines logged under the production subscriber, kept in memory (for unit tests).
+#[cfg(test)]
+pub(crate) mod capture {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    pub(crate) struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Buffer {
+        /// The production subscriber, writing into this buffer.
+        pub(crate) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+            let writer = self.clone();
+            super::subscriber(move || writer.clone())
+        }
+
+        pub(crate) fn lines(&self) -> Vec<String> {
+            let text = String::from_utf8(self.0.lock().unwrap().clone()).expect("UTF-8 lines");
+            text.lines().map(str::to_owned).collect()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

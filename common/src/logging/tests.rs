@@ -1,32 +1,13 @@
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use serde_json::{json, Value};
 use tracing::{field, info, info_span, warn};
 
-use super::subscriber;
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use super::capture::Buffer;
 
 /// The raw lines logged by `f` under the production subscriber.
 fn raw_lines(f: impl FnOnce()) -> Vec<String> {
     let buffer = Buffer::default();
-    let writer = buffer.clone();
-    tracing::subscriber::with_default(subscriber(move || writer.clone()), f);
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-    text.lines().map(str::to_owned).collect()
+    tracing::subscriber::with_default(buffer.subscriber(), f);
+    buffer.lines()
 }
 
 fn lines(f: impl FnOnce()) -> Vec<Value> {
