@@ -108,7 +108,7 @@ async fn handle_in_span(
         }
     }
 
-    let mut envelope = Envelope::new(
+    let envelope = Envelope::new(
         &source.name,
         event_id.clone(),
         event_type.clone(),
@@ -116,7 +116,6 @@ async fn handle_in_span(
         payload,
         correlation_id.clone(),
     );
-    envelope.providerheaders = kept_headers(source, &req.headers);
     let message = OutboundMessage::new(serde_json::to_string(&envelope).unwrap_or_default())
         .attribute("correlation_id", &correlation_id)
         .attribute("event_id", &event_id)
@@ -261,18 +260,6 @@ fn event_type(source: &Source, payload: &Value, headers: &http::HeaderMap) -> St
         headers.get(name)?.to_str().ok().filter(|s| !s.is_empty()).map(str::to_owned)
     };
     from_payload.or_else(from_header).unwrap_or_else(|| "unknown".to_owned())
-}
-
-fn kept_headers(source: &Source, headers: &http::HeaderMap) -> Option<String> {
-    let kept: serde_json::Map<String, Value> = source
-        .keep_headers
-        .iter()
-        .filter_map(|name| {
-            let v = headers.get(name.as_str())?.to_str().ok()?;
-            Some((name.to_ascii_lowercase(), Value::String(v.to_owned())))
-        })
-        .collect();
-    (!kept.is_empty()).then(|| Value::Object(kept).to_string())
 }
 
 /// A caller-supplied `X-Correlation-Id` is kept if it is a plain token; otherwise a new one.
