@@ -11,7 +11,7 @@ use std::future::Future;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::future::join_all;
-use tracing::{warn, Instrument};
+use tracing::{field, warn, Instrument};
 
 use crate::failure::Failure;
 use crate::metrics;
@@ -64,6 +64,36 @@ pub async fn park(queue: &dyn Queue, to: Dlq<'_>, dlq: &OutboundMessage, failure
 /// `ApproximateReceiveCount` of a received message: which attempt this is.
 pub fn receive_count(message: &SqsMessage) -> u32 {
     message.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1)
+}
+
+/// The ids a sender puts in a message's attributes (intake on the ingest queue, the
+/// mapper on the dispatch queues), copied onto the record's span.
+const ID_ATTRIBUTES: [&str; 5] = ["correlation_id", "event_id", "source", "flow", "destination"];
+
+/// The span one record is handled in: its message id, its FIFO group, and the ids its
+/// sender put in the message attributes. So every line logged about the record carries
+/// them, even one about a body that cannot be parsed (the handler's own span, opened
+/// once the body is read, repeats them from the body).
+pub fn record_span(m: &SqsMessage) -> tracing::Span {
+    let span = tracing::info_span!(
+        "record",
+        message_id = m.message_id.as_deref().unwrap_or_default(),
+        group = field::Empty,
+        correlation_id = field::Empty,
+        event_id = field::Empty,
+        source = field::Empty,
+        flow = field::Empty,
+        destination = field::Empty,
+    );
+    if let Some(group) = group_of(m) {
+        span.record("group", group);
+    }
+    for name in ID_ATTRIBUTES {
+        if let Some(value) = m.message_attributes.get(name).and_then(|a| a.string_value.as_deref()) {
+            span.record(name, value);
+        }
+    }
+    span
 }
 
 fn failure(id: &str) -> BatchItemFailure {
@@ -129,8 +159,7 @@ where
                 continue;
             }
             started = true;
-            let span = tracing::info_span!("record", message_id = id, group = group);
-            if f(m).instrument(span).await == RecordResult::Retry {
+            if f(m).instrument(record_span(m)).await == RecordResult::Retry {
                 stopped.insert(group);
                 failures.push(failure(id));
             }
@@ -142,11 +171,7 @@ where
             );
         }
     } else {
-        let results = join_all(event.records.iter().map(|m| {
-            let span = tracing::info_span!("record", message_id = m.message_id.as_deref().unwrap_or_default());
-            f(m).instrument(span)
-        }))
-        .await;
+        let results = join_all(event.records.iter().map(|m| f(m).instrument(record_span(m)))).await;
         for (m, r) in event.records.iter().zip(results) {
             if r == RecordResult::Retry {
                 failures.push(failure(m.message_id.as_deref().unwrap_or_default()));
@@ -275,6 +300,34 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, parked_identity(attrs("stripe:evt_2:f:v1"), "{copy 1}"));
         assert_ne!(parked_identity(attrs(""), "x"), parked_identity(attrs(""), "y"));
+    }
+
+    #[tokio::test]
+    async fn lines_logged_while_handling_a_record_carry_the_ids_of_its_message_attributes() {
+        let mut m = message("m-1", Some("g-1"), "not a delivery");
+        for (name, value) in [("correlation_id", "c-1"), ("event_id", "evt_1"), ("flow", "f-1"), ("unrelated", "x")] {
+            let mut a = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
+            a.string_value = Some(value.to_owned());
+            m.message_attributes.insert(name.to_owned(), a);
+        }
+        let buffer = crate::logging::capture::Buffer::default();
+        let _default = tracing::subscriber::set_default(buffer.subscriber());
+        process_batch(&event(vec![m, message("m-2", Some("g-2"), "no attributes")]), |m| async move {
+            warn!(body = m.body.as_deref().unwrap_or_default(), "cannot parse");
+            RecordResult::Done
+        })
+        .await;
+        let lines: Vec<serde_json::Value> = buffer.lines().iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        let with = &lines[0];
+        for (key, value) in
+            [("message_id", "m-1"), ("group", "g-1"), ("correlation_id", "c-1"), ("event_id", "evt_1"), ("flow", "f-1")]
+        {
+            assert_eq!(with[key], value, "{key} in {with}");
+        }
+        assert!(with.get("unrelated").is_none() && with.get("source").is_none(), "{with}");
+        assert_eq!(lines[1]["message_id"], "m-2");
+        assert!(lines[1].get("event_id").is_none(), "{}", lines[1]);
     }
 
     #[tokio::test]

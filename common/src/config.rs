@@ -63,8 +63,6 @@ struct RawSource {
     event_id: Option<String>,
     event_type: Option<String>,
     event_type_header: Option<String>,
-    #[serde(default)]
-    keep_headers: Vec<String>,
 }
 
 fn default_tolerance() -> i64 {
@@ -260,7 +258,6 @@ pub struct Source {
     /// JSON pointer to the event type in the payload.
     pub event_type: Option<String>,
     pub event_type_header: Option<String>,
-    pub keep_headers: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -394,7 +391,6 @@ impl Config {
                     event_id: s.event_id,
                     event_type: s.event_type,
                     event_type_header: s.event_type_header,
-                    keep_headers: s.keep_headers,
                 },
             );
         }
@@ -452,7 +448,7 @@ impl Config {
                 return Err(invalid(at("entity_version needs an ordering_key (the entity it versions)")));
             }
             for field in &f.sensitive {
-                crate::auth::redact::register_sensitive_field(field);
+                crate::redact::register_sensitive_field(field);
             }
             let method = http::Method::from_bytes(f.method.to_ascii_uppercase().as_bytes())
                 .map_err(|_| invalid(at(&format!("invalid method {:?}", f.method))))?;

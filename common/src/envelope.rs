@@ -26,10 +26,6 @@ pub struct Envelope {
     pub data: Value,
     /// Extension attribute: the id that follows the event through every log line.
     pub correlationid: String,
-    /// Extension attribute: the provider headers the source config chose to keep,
-    /// as a JSON object in a string (CloudEvents extension values are scalars).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub providerheaders: Option<String>,
 }
 
 impl Envelope {
@@ -50,7 +46,6 @@ impl Envelope {
             datacontenttype: "application/json".to_owned(),
             data,
             correlationid: correlation_id,
-            providerheaders: None,
         }
     }
 
@@ -165,7 +160,6 @@ mod tests {
         assert_eq!(v["type"], "payment_intent.succeeded");
         assert_eq!(v["datacontenttype"], "application/json");
         assert_eq!(v["correlationid"], "corr-1");
-        assert!(v.get("providerheaders").is_none());
     }
 
     #[test]

@@ -3,14 +3,12 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
 
-use crate::auth::redact::RedactingMakeWriter;
-
-/// Structured JSON logs on stdout, one object per line, with the fields of the
-/// enclosing spans (correlation id, event id, flow, destination) on every line.
-/// `RUST_LOG` sets the level (default `info`). Every line is masked on its way out
-/// (`auth::redact`): secrets, signatures and personal data never reach the logs.
+/// Structured JSON logs on stdout, one object per line, with the fields of every
+/// enclosing span (correlation id, event id, source, flow, destination) on every line
+/// (`logging::FlatJson`). `RUST_LOG` sets the level (default `info`). Every line is
+/// masked on its way out (`redact`): secrets, signatures and personal data never reach
+/// the logs.
 pub fn init_logging() {
     init_logging_to(std::io::stdout);
 }
@@ -21,17 +19,8 @@ pub fn init_logging_to<W>(writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // A second init (tests, the local runner) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .flatten_event(true)
-        .with_target(false)
-        .with_writer(RedactingMakeWriter::new(writer))
-        .try_init();
+    let _ = tracing::subscriber::set_global_default(crate::logging::subscriber(writer));
 }
 
 /// The SDK config from the environment; `AWS_ENDPOINT_URL` points it at a local

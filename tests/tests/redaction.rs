@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchyard_common::auth::redact;
 use switchyard_common::config::{Signing, SigningScheme};
+use switchyard_common::redact;
 use switchyard_e2e::{eventually, local_secret, settle, stripe_payment, World};
 use switchyard_local::sink::Reply;
 

@@ -1,14 +1,12 @@
-//! Outbound credentials, outbound signatures and log redaction: the pure half of
-//! "the dispatcher authenticates to a destination and nothing secret leaks".
+//! Outbound credentials and outbound signatures: the pure half of "the dispatcher
+//! authenticates to a destination".
 //!
 //! Everything here is free of I/O so it can be unit-tested; the HTTP calls (to the
-//! destination, to an OAuth2 token endpoint) stay in the dispatcher. Redaction lives
-//! here because its main inputs are the credentials read in this module's callers:
-//! whoever reads a secret registers it with [`redact::register_secret`].
+//! destination, to an OAuth2 token endpoint) stay in the dispatcher. Whoever reads a
+//! secret registers it with [`crate::redact::register_secret`] so no log line carries it.
 
 pub mod credentials;
 pub mod oauth2;
-pub mod redact;
 pub mod signing;
 
 use base64::engine::general_purpose::STANDARD;

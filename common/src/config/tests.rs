@@ -211,6 +211,6 @@ fn outbound_signing_is_standard_webhooks_with_a_default_secret_name() {
 fn a_flows_sensitive_fields_are_masked_in_log_lines_once_the_flow_file_is_loaded() {
     with_flow(&format!("{GOOD_FLOW}\nsensitive = [\"loyalty_number\"]")).unwrap();
     let line = r#"{"message":"x","loyalty_number":"LN-0042-7"}"#;
-    let masked = crate::auth::redact::redact(line);
+    let masked = crate::redact::redact(line);
     assert!(!masked.contains("LN-0042-7"), "{masked}");
 }

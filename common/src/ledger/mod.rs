@@ -51,6 +51,9 @@ impl RecordKey {
     }
 }
 
+/// A record's state. There is no "expired" state: a record past its TTL is never
+/// rewritten, whoever reads it compares `expires_at_s` with the time (DynamoDB deletes
+/// lazily; see `conflict_outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     InProgress,
@@ -61,8 +64,6 @@ pub enum Status {
     Parked,
     /// Skipped: older than the last version delivered for the same entity.
     Stale,
-    /// TTL passed (DynamoDB deletes lazily, so expiry is checked by us, not trusted to TTL).
-    Expired,
 }
 
 impl Status {
@@ -73,7 +74,6 @@ impl Status {
             Status::Failed => "FAILED",
             Status::Parked => "PARKED",
             Status::Stale => "STALE",
-            Status::Expired => "EXPIRED",
         }
     }
 
@@ -84,7 +84,6 @@ impl Status {
             "FAILED" => Status::Failed,
             "PARKED" => Status::Parked,
             "STALE" => Status::Stale,
-            "EXPIRED" => Status::Expired,
             _ => return None,
         })
     }
@@ -218,7 +217,7 @@ pub(crate) fn conflict_outcome(existing: &LedgerRecord, request: &ClaimRequest) 
         Status::InProgress if existing.in_progress_until_ms.unwrap_or(0) > request.now_ms => {
             Some(ClaimOutcome::InProgress)
         }
-        Status::InProgress | Status::Failed | Status::Expired => None,
+        Status::InProgress | Status::Failed => None,
     }
 }
 

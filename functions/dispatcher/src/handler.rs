@@ -23,6 +23,7 @@ pub async fn handle(deps: &Deps, event: SqsEvent, deadline_ms: i64) -> SqsBatchR
         let (queue_url, _) = deps.queues_for(m.event_source_arn.as_deref());
         if let Some(handle) = m.receipt_handle.as_deref() {
             if let Err(e) = deps.queue.set_visibility(queue_url, handle, 0).await {
+                let _record = batch::record_span(m).entered();
                 warn!(error = %e, "could not release a message behind a failed one; its group waits for the visibility timeout");
             }
         }
@@ -49,6 +50,7 @@ async fn handle_record(deps: &Deps, message: &SqsMessage, deadline_ms: i64) -> R
         "delivery",
         correlation_id = %delivery.correlation_id,
         event_id = %delivery.event_id,
+        source = %delivery.source,
         flow = %delivery.flow,
         destination = %delivery.destination,
     );

@@ -108,7 +108,7 @@ async fn handle_in_span(
         }
     }
 
-    let mut envelope = Envelope::new(
+    let envelope = Envelope::new(
         &source.name,
         event_id.clone(),
         event_type.clone(),
@@ -116,7 +116,6 @@ async fn handle_in_span(
         payload,
         correlation_id.clone(),
     );
-    envelope.providerheaders = kept_headers(source, &req.headers);
     let message = OutboundMessage::new(serde_json::to_string(&envelope).unwrap_or_default())
         .attribute("correlation_id", &correlation_id)
         .attribute("event_id", &event_id)
@@ -208,7 +207,7 @@ async fn signing_secrets(deps: &Deps, source: &Source, id: &str, now_s: i64) -> 
     let current = deps.secrets.get(id, VersionStage::Current).await.map_err(|e| e.to_string())?;
     // From here on, no log line can carry these values.
     if let Some(v) = &current {
-        switchyard_common::auth::redact::register_secret(v.expose());
+        switchyard_common::redact::register_secret(v.expose());
     }
     let in_grace = previous_accepted(current.as_ref().and_then(|v| v.created_at()), now_s, source.rotation_grace_secs);
     let mut secrets: Vec<SigningSecret> = current.into_iter().map(|v| SigningSecret::new(v.expose())).collect();
@@ -217,7 +216,7 @@ async fn signing_secrets(deps: &Deps, source: &Source, id: &str, now_s: i64) -> 
     }
     match deps.secrets.get(id, VersionStage::Previous).await {
         Ok(Some(previous)) => {
-            switchyard_common::auth::redact::register_secret(previous.expose());
+            switchyard_common::redact::register_secret(previous.expose());
             secrets.push(SigningSecret::new(previous.expose()));
         }
         Ok(None) => {}
@@ -261,18 +260,6 @@ fn event_type(source: &Source, payload: &Value, headers: &http::HeaderMap) -> St
         headers.get(name)?.to_str().ok().filter(|s| !s.is_empty()).map(str::to_owned)
     };
     from_payload.or_else(from_header).unwrap_or_else(|| "unknown".to_owned())
-}
-
-fn kept_headers(source: &Source, headers: &http::HeaderMap) -> Option<String> {
-    let kept: serde_json::Map<String, Value> = source
-        .keep_headers
-        .iter()
-        .filter_map(|name| {
-            let v = headers.get(name.as_str())?.to_str().ok()?;
-            Some((name.to_ascii_lowercase(), Value::String(v.to_owned())))
-        })
-        .collect();
-    (!kept.is_empty()).then(|| Value::Object(kept).to_string())
 }
 
 /// A caller-supplied `X-Correlation-Id` is kept if it is a plain token; otherwise a new one.

@@ -121,6 +121,7 @@ async fn handle_record(deps: &Deps, message: &SqsMessage) -> RecordResult {
             let mut m = OutboundMessage::new(serde_json::to_string(d).unwrap_or_default())
                 .attribute("correlation_id", &d.correlation_id)
                 .attribute("event_id", &d.event_id)
+                .attribute("source", &d.source)
                 .attribute("flow", &d.flow)
                 .attribute("destination", &d.destination);
             match &d.ordering_key {
@@ -156,7 +157,9 @@ async fn handle_record(deps: &Deps, message: &SqsMessage) -> RecordResult {
                 .attribute("delivery_id", Delivery::id_for(envelope.source_name(), &envelope.id, flow, *version))
                 .attribute("correlation_id", &envelope.correlationid)
                 .attribute("event_id", &envelope.id);
-            let span = tracing::info_span!("flow", flow = %flow);
+            let to =
+                deps.config.flows.iter().find(|f| f.name == *flow && f.version == *version).map(|f| &f.destination);
+            let span = tracing::info_span!("flow", flow = %flow, destination = to.map(String::as_str));
             if park(deps, dlq, failure).instrument(span).await == RecordResult::Retry {
                 result = RecordResult::Retry;
             }

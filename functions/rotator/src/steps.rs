@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use switchyard_common::auth::redact;
 use switchyard_common::config::Config;
 use switchyard_common::names::Stage;
+use switchyard_common::redact;
 use tracing::info;
 
 use crate::check::usable;
