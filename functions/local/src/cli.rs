@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use switchyard_common::config::Config;
-use switchyard_common::runtime;
 use crate::destinations::{self, DEFAULT_SINK};
 use crate::pipeline::{Deps, Pipeline};
 use crate::send::{send, SendArgs};
 use crate::sink::Sink;
 use crate::stack::Stack;
+use switchyard_common::config::Config;
+use switchyard_common::runtime;
 
 const USAGE: &str = "usage:
   switchyard-local serve [--stack .local/stack.json] [--config config/flows.toml]
