@@ -65,14 +65,9 @@ async fn serve(aws: &LocalAws, dir: &Path, env: &[(&str, String)]) -> (Child, Ba
 
 async fn post_event(intake: &str, event_id: &str) {
     let body = stripe_payment(event_id).to_string();
-    let headers = sign(
-        &Scheme::Stripe,
-        &SigningSecret::new(local_secret("source/stripe")),
-        body.as_bytes(),
-        now_ms() / 1000,
-        "",
-    )
-    .unwrap();
+    let headers =
+        sign(&Scheme::Stripe, &SigningSecret::new(local_secret("source/stripe")), body.as_bytes(), now_ms() / 1000, "")
+            .unwrap();
     let mut req = reqwest::Client::new().post(format!("{intake}/hooks/stripe")).body(body);
     for (k, v) in headers {
         req = req.header(k, v);

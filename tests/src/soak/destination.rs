@@ -129,6 +129,11 @@ impl Destination {
         Ok(())
     }
 
+    /// How many keys have had their effect so far (cheap, for pacing the chaos).
+    pub fn effect_count(&self) -> usize {
+        self.state.lock().expect("lock").effects.len()
+    }
+
     pub fn report(&self) -> Report {
         let s = self.state.lock().expect("lock");
         Report {

@@ -10,6 +10,7 @@ pub mod runner;
 pub mod tally;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -138,31 +139,30 @@ pub async fn run(settings: &Settings) -> Result<Tally, String> {
 
     let started = Instant::now();
     let steps = plan.steps.len();
-    let kill_at: Vec<usize> = (1..=settings.kills).map(|k| steps * k / (settings.kills + 1)).collect();
-    let outage_at = if settings.outage.is_zero() { usize::MAX } else { steps * 9 / 20 };
-    let mut chaos = Vec::new();
+    // The chaos is paced by deliveries, so that it strikes while the dispatcher works
+    // (by posting progress, it would hit a dispatcher still far behind intake).
+    let expected = plan.events.iter().filter(|e| e.fate == provider::Fate::Deliver).count();
+    let chaos = Arc::new(Chaos::default());
+    let chaos_task = tokio::spawn(chaos.clone().run(
+        runner.clone(),
+        destination.clone(),
+        settings.clone(),
+        expected,
+        steps,
+        started,
+    ));
     let slots = Arc::new(Semaphore::new(settings.concurrency));
     let mut posts = Vec::with_capacity(steps);
     for (k, step) in plan.steps.iter().enumerate() {
-        if kill_at.contains(&k) {
-            let (runner, dead_for) = (runner.clone(), settings.dead_for);
-            println!("soak: SIGKILL the runner at post step {k}/{steps} ({:.0} s)", started.elapsed().as_secs_f64());
-            chaos.push(tokio::spawn(async move {
-                let mut r = runner.lock().await;
-                r.kill().await;
-                tokio::time::sleep(dead_for).await;
-                r.start().await
-            }));
-        }
-        if k == outage_at {
-            let (destination, outage) = (destination.clone(), settings.outage);
-            println!("soak: destination down for {} s at post step {k}/{steps}", outage.as_secs());
-            chaos.push(tokio::spawn(async move { destination.outage(outage).await.map_err(|e| e.to_string()) }));
-        }
         if k % 1000 == 0 && k > 0 {
-            println!("soak: {k}/{steps} post steps, {:.0} s", started.elapsed().as_secs_f64());
+            println!(
+                "soak: {k}/{steps} post steps, {} delivered, {:.0} s",
+                destination.effect_count(),
+                started.elapsed().as_secs_f64()
+            );
         }
         let permit = slots.clone().acquire_owned().await.expect("semaphore");
+        chaos.posted.store(k, Ordering::SeqCst);
         let (step, plan, sender, answered) = (step.clone(), plan.clone(), sender.clone(), answered.clone());
         posts.push(tokio::spawn(async move {
             let sent = join_all(step.into_iter().map(|post| send(&plan, &sender, &answered, post))).await;
@@ -174,15 +174,20 @@ pub async fn run(settings: &Settings) -> Result<Tally, String> {
     for p in posts {
         sent.extend(p.await.map_err(|e| e.to_string())?);
     }
-    for c in chaos {
-        c.await.map_err(|e| e.to_string())??;
-    }
     let posted_in = started.elapsed();
     println!("soak: every post answered after {:.0} s; waiting for the queues to drain", posted_in.as_secs_f64());
-    let drained = drain(&aws, settings.drain_timeout, started).await;
+    let drained = drain(&aws, &chaos, settings.drain_timeout, started).await;
     let wall = started.elapsed();
+    // Drained before every planned kill or outage came: the tally says so.
+    chaos_task.abort();
+    let failed = chaos.failed.lock().expect("lock").clone();
+    if let Some(e) = failed {
+        return Err(e);
+    }
     runner.lock().await.kill().await;
-    let tally = tally::account(&aws, &plan, &sent, &destination.report(), settings, drained, wall, posted_in).await;
+    let done = (chaos.kills.load(Ordering::SeqCst), chaos.outages.load(Ordering::SeqCst));
+    let mut tally = tally::account(&aws, &plan, &sent, &destination.report(), settings, drained, wall, posted_in).await;
+    tally.chaos_done(settings, done.0, done.1);
     Ok(tally)
 }
 
@@ -205,9 +210,77 @@ async fn send(plan: &Plan, sender: &Sender, answered: &[watch::Sender<bool>], po
     Sent { post, outcome }
 }
 
+/// What the chaos has done so far.
+#[derive(Default)]
+struct Chaos {
+    /// Post steps under way or done.
+    posted: AtomicUsize,
+    kills: AtomicUsize,
+    outages: AtomicUsize,
+    /// Kills or outages under way (the queues may look empty meanwhile).
+    acting: AtomicUsize,
+    failed: std::sync::Mutex<Option<String>>,
+}
+
+impl Chaos {
+    /// Kills the runner at 1/(k+1), 2/(k+1), … of the posts or of the expected
+    /// deliveries, whichever comes first (so that a kill finds intake, mapper and
+    /// dispatcher at work), and takes the destination down at 45 % of the deliveries
+    /// (so that the outage meets deliveries, however far the dispatcher lags behind).
+    async fn run(
+        self: Arc<Self>,
+        runner: Arc<Mutex<Runner>>,
+        destination: Arc<Destination>,
+        settings: Settings,
+        expected: usize,
+        steps: usize,
+        started: Instant,
+    ) {
+        let k = settings.kills + 1;
+        let mut plan: Vec<(usize, usize, bool)> = (1..k).map(|j| (expected * j / k, steps * j / k, true)).collect();
+        if !settings.outage.is_zero() {
+            plan.push((expected * 9 / 20, usize::MAX, false));
+        }
+        // Each waits for its own moment: the outage may come before or after a kill.
+        let me = &self;
+        let (runner, destination, settings) = (&runner, &destination, &settings);
+        join_all(plan.into_iter().map(|(at, at_step, kill)| async move {
+            while destination.effect_count() < at && me.posted.load(Ordering::SeqCst) < at_step {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            me.acting.fetch_add(1, Ordering::SeqCst);
+            let (delivered, posted) = (destination.effect_count(), me.posted.load(Ordering::SeqCst));
+            let elapsed = started.elapsed().as_secs_f64();
+            let result = if kill {
+                // Kills take turns on the runner.
+                let mut r = runner.lock().await;
+                println!("soak: SIGKILL the runner at post step {posted}/{steps}, {delivered} delivered ({elapsed:.0} s)");
+                r.kill().await;
+                tokio::time::sleep(settings.dead_for).await;
+                let started = r.start().await;
+                me.kills.fetch_add(1, Ordering::SeqCst);
+                started
+            } else {
+                println!(
+                    "soak: destination down for {} s at post step {posted}/{steps}, {delivered} delivered ({elapsed:.0} s)",
+                    settings.outage.as_secs()
+                );
+                let back = destination.outage(settings.outage).await.map_err(|e| e.to_string());
+                me.outages.fetch_add(1, Ordering::SeqCst);
+                back
+            };
+            if let Err(e) = result {
+                *me.failed.lock().expect("lock") = Some(e);
+            }
+            me.acting.fetch_sub(1, Ordering::SeqCst);
+        }))
+        .await;
+    }
+}
+
 /// Waits until the work queues hold nothing, visible or in flight, three times in a
-/// row; returns whether they did within `timeout`.
-async fn drain(aws: &LocalAws, timeout: Duration, started: Instant) -> bool {
+/// row with no kill or outage under way; returns whether they did within `timeout`.
+async fn drain(aws: &LocalAws, chaos: &Chaos, timeout: Duration, started: Instant) -> bool {
     let s = &aws.stack;
     let deadline = Instant::now() + timeout;
     let mut quiet = 0;
@@ -217,7 +290,8 @@ async fn drain(aws: &LocalAws, timeout: Duration, started: Instant) -> bool {
         for url in [&s.ingest_queue_url, &s.dispatch_queue_url, &s.dispatch_fifo_queue_url] {
             busy += aws.depth(url).await;
         }
-        quiet = if busy == 0 { quiet + 1 } else { 0 };
+        let acting = chaos.acting.load(Ordering::SeqCst) > 0 || chaos.failed.lock().expect("lock").is_some();
+        quiet = if busy == 0 && !acting { quiet + 1 } else { 0 };
         if quiet >= 3 {
             return true;
         }

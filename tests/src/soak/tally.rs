@@ -43,6 +43,8 @@ pub struct Tally {
     /// an event no flow takes.
     pub wrong_deliveries: usize,
     pub drained: bool,
+    /// Every planned kill and outage happened.
+    pub chaos_complete: bool,
     pub defects: Vec<String>,
     pub report: String,
 }
@@ -50,6 +52,7 @@ pub struct Tally {
 impl Tally {
     pub fn passed(&self) -> bool {
         self.drained
+            && self.chaos_complete
             && self.duplicated == 0
             && self.lost == 0
             && self.delivered_and_parked == 0
@@ -57,6 +60,22 @@ impl Tally {
             && self.wrong_answers == 0
             && self.unanswered == 0
             && self.wrong_deliveries == 0
+    }
+}
+
+impl Tally {
+    /// Records what the chaos did, in the report, and ends the report with the verdict.
+    pub fn chaos_done(&mut self, settings: &Settings, kills: usize, outages: usize) {
+        let planned = usize::from(!settings.outage.is_zero());
+        self.chaos_complete = kills == settings.kills && outages == planned;
+        let line = format!(
+            "  chaos done              {kills} of {} kills, {outages} of {planned} outages{}\n",
+            settings.kills,
+            if self.chaos_complete { "" } else { " (INCOMPLETE)" }
+        );
+        let at = self.report.find("  drained").unwrap_or(self.report.len());
+        self.report.insert_str(at, &line);
+        self.report.push_str(if self.passed() { "soak: PASS\n" } else { "soak: FAIL\n" });
     }
 }
 
@@ -325,7 +344,7 @@ pub async fn account(
     );
     let _ = writeln!(
         out,
-        "  chaos     runner killed {} times (SIGKILL), destination down {} s, faults {:?}",
+        "  chaos     runner to be killed {} times (SIGKILL), destination down {} s, faults {:?}",
         settings.kills,
         settings.outage.as_secs(),
         settings.faults
@@ -365,7 +384,6 @@ pub async fn account(
             let _ = writeln!(out, "  ledger of the first defective events:\n{traces}");
         }
     }
-    let _ = writeln!(out, "soak: {}", if t.passed() { "PASS" } else { "FAIL" });
     t.report = out;
     t
 }
