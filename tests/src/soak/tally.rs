@@ -357,6 +357,15 @@ pub async fn account(
         "            keys answered 2xx sent again: {} after an answer in time (2xx-to-ledger window), {} after a slow answer",
         dest.replays_after_seen, dest.replays_after_slow
     );
+    if !dest.replayed_keys.is_empty() {
+        let ids: Vec<&str> = dest
+            .replayed_keys
+            .iter()
+            .take(20)
+            .map(|k| index.get(k).map_or(k.as_str(), |&i| plan.events[i].id.as_str()))
+            .collect();
+        let _ = writeln!(out, "            sent again after an answer in time: {}", ids.join(", "));
+    }
     let _ = writeln!(out, "  DLQs      {} messages, {} events: {reasons:?}", parked_msgs.len(), parked.len());
     let _ = writeln!(out, "  delivered exactly once  {}", t.delivered_once);
     let _ = writeln!(out, "  parked with a reason    {}", t.parked);
