@@ -2,6 +2,7 @@
 #
 #   make run          moto + the local runner on http://127.0.0.1:3000/hooks/{source}
 #   make test         IaC lint/scan, fmt, clippy, cargo test, Lambda runtime smoke test
+#   make soak         chaos soak: SOAK_EVENTS (10000) events, runner SIGKILLed twice, flaky destination; prints the tally
 #   make stack-up     moto on ENDPOINT (http://127.0.0.1:4566) with queues, table, secrets (.local/stack.json)
 #   make stack-down   stop it
 #
@@ -47,7 +48,7 @@ if [ -f $(MOTO_PID) ]; then \
 fi
 endef
 
-.PHONY: help venv venv-checkov stack-up stack-down run test lint-iac lambda-smoke bench build clean-local
+.PHONY: help venv venv-checkov stack-up stack-down run test lint-iac lambda-smoke soak bench build clean-local
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -144,6 +145,14 @@ lambda-smoke: $(VENV)/.stamp
 
 bench:
 	cargo bench -p switchyard-common
+
+# The chaos soak (README, "Chaos soak"): its own moto, the local runner as a process
+# it kills with SIGKILL, its own flaky destination; exits non-zero unless every event
+# is accounted for. A debug build: the soak is bound by the local AWS endpoint, and
+# the debug binaries come almost free after `make test`. Settings: SOAK_* variables.
+soak: $(VENV)/.stamp
+	cargo build -p switchyard-e2e --bins
+	SWITCHYARD_VENV=$(CURDIR)/$(VENV) $(AWS_TEST_ENV) $(TARGET_DIR)/debug/soak
 
 # Zips for the host architecture (target/lambda/<name>/bootstrap.zip). For AWS
 # the functions are arm64: build on a machine with the aarch64-unknown-linux-gnu

@@ -340,8 +340,16 @@ impl Config {
             Ok(path) if !path.is_empty() => Self::load(Path::new(&path))?,
             _ => Self::bundled()?,
         };
-        for d in config.destinations.values_mut() {
-            let var = format!("SWITCHYARD_DESTINATION_{}_URL", d.name.to_ascii_uppercase().replace('-', "_"));
+        config.apply_destination_env()?;
+        Ok(config)
+    }
+
+    /// Points each destination named by a `SWITCHYARD_DESTINATION_{NAME}_URL` variable
+    /// at that URL. Shared by `from_env` and the local runner, so that a destination is
+    /// resolved the same way wherever the functions run.
+    pub fn apply_destination_env(&mut self) -> Result<(), ConfigError> {
+        for d in self.destinations.values_mut() {
+            let var = destination_url_var(&d.name);
             if let Ok(url) = std::env::var(&var) {
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
                     return Err(invalid(format!("{var} must be an http(s) URL")));
@@ -349,7 +357,7 @@ impl Config {
                 d.base_url = url.trim_end_matches('/').to_owned();
             }
         }
-        Ok(config)
+        Ok(())
     }
 
     pub fn parse(
@@ -491,6 +499,11 @@ impl Config {
     pub fn destination(&self, name: &str) -> Option<&Destination> {
         self.destinations.get(name)
     }
+}
+
+/// The variable that overrides a destination's `base_url`: name upper-cased, `-` as `_`.
+pub fn destination_url_var(destination: &str) -> String {
+    format!("SWITCHYARD_DESTINATION_{}_URL", destination.to_ascii_uppercase().replace('-', "_"))
 }
 
 fn check_name(what: &str, name: &str) -> Result<(), ConfigError> {

@@ -23,6 +23,8 @@ use switchyard_local::sink::Sink;
 use switchyard_local::stack::Stack;
 use tokio::process::{Child, Command};
 
+pub mod soak;
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -37,7 +39,7 @@ fn venv() -> PathBuf {
     venv
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 

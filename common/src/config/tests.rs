@@ -214,3 +214,26 @@ fn a_flows_sensitive_fields_are_masked_in_log_lines_once_the_flow_file_is_loaded
     let masked = crate::redact::redact(line);
     assert!(!masked.contains("LN-0042-7"), "{masked}");
 }
+
+#[test]
+fn a_destination_url_variable_replaces_the_flow_files_base_url_and_must_be_http() {
+    // A destination name of this test's own: the environment is shared by every test.
+    let text = "[destinations.env-override-probe]\nbase_url = \"http://127.0.0.1:3001\"\n";
+    let load = || Config::parse("test.toml", text, files).unwrap();
+    let var = destination_url_var("env-override-probe");
+    assert_eq!(var, "SWITCHYARD_DESTINATION_ENV_OVERRIDE_PROBE_URL");
+
+    let mut untouched = load();
+    untouched.apply_destination_env().unwrap();
+    assert_eq!(untouched.destinations["env-override-probe"].base_url, "http://127.0.0.1:3001");
+
+    std::env::set_var(&var, "https://crm.example.com/");
+    let mut overridden = load();
+    let applied = overridden.apply_destination_env();
+    std::env::set_var(&var, "ftp://crm.example.com");
+    let refused = load().apply_destination_env();
+    std::env::remove_var(&var);
+    applied.unwrap();
+    assert_eq!(overridden.destinations["env-override-probe"].base_url, "https://crm.example.com");
+    assert!(refused.unwrap_err().to_string().contains(&var));
+}

@@ -2,6 +2,8 @@
 //! Gateway (HTTP → API Gateway v2 event) and the SQS event source mappings (receive,
 //! invoke, delete what succeeded). Also a recording destination (the sink).
 
+pub mod cli;
+pub mod destinations;
 pub mod intake_http;
 pub mod pipeline;
 pub mod poller;

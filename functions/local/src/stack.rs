@@ -1,8 +1,8 @@
 //! What `infra/local_stack.py deploy` created, as it prints it.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Stack {
     pub stage: String,
     pub endpoint: String,
