@@ -65,3 +65,13 @@ where
 pub fn env(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
 }
+
+/// An optional environment variable: `None` when unset, an error naming it when it is
+/// set but not valid Unicode (a set-but-unreadable value is never taken for unset).
+pub fn optional_env(name: &str) -> Result<Option<String>, String> {
+    match std::env::var(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!("environment variable {name} is not valid Unicode")),
+    }
+}
