@@ -9,15 +9,19 @@
 //! turns jaq's errors into short reasons, `redact` strips payload values from them,
 //! and `convert` moves values between serde_json and jaq.
 
+mod bounded;
 mod convert;
 mod describe;
 mod redact;
+
+pub use bounded::{runaway_threads, MAX_OUTPUT_BYTES, TIME_LIMIT};
 
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{data, Ctx, Vars};
 use jaq_json::Val;
 use serde_json::Value;
 use std::fmt;
+use std::sync::Arc;
 
 use convert::{from_val, json_type, to_val, Unrepresentable, MAX_DEPTH};
 use describe::{classify, describe_compile_errors, describe_load_errors, truncate};
@@ -36,13 +40,18 @@ const DENIED: [&str; 2] = ["env", "now"];
 
 /// A compiled jq program. Cheap to run many times; `Send + Sync`.
 pub struct JqProgram {
+    compiled: Arc<Compiled>,
+}
+
+/// What a run needs, shared with the thread that runs it (see [`bounded`]).
+struct Compiled {
     name: String,
     filter: jaq_core::Filter<Data>,
 }
 
 impl fmt::Debug for JqProgram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JqProgram").field("name", &self.name).finish()
+        f.debug_struct("JqProgram").field("name", &self.compiled.name).finish()
     }
 }
 
@@ -66,12 +75,25 @@ pub enum MappingError {
     NotAKey { name: String, found: &'static str },
     #[error("mapping {name}: {which} is nested deeper than {limit} levels")]
     TooDeep { name: String, which: &'static str, limit: usize },
+    /// The program ran past a bound: longer than [`TIME_LIMIT`], or an output over
+    /// [`MAX_OUTPUT_BYTES`]. `bound` names it.
+    #[error("mapping {name} ran away: {bound}")]
+    Runaway { name: String, bound: String },
+    /// Not run: this container still runs too many runaway programs. The record is
+    /// retried (in a fresh container, which the mapper makes sure of).
+    #[error("mapping {name} was not run: too many runaway mappings are still running in this container")]
+    Saturated { name: String },
 }
 
 impl MappingError {
     /// A short, stable, human-readable reason, used as the DLQ reason.
     pub fn reason(&self) -> String {
         self.to_string()
+    }
+
+    /// Whether another attempt (in another container) could succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, MappingError::Saturated { .. })
     }
 }
 
@@ -89,11 +111,48 @@ impl JqProgram {
             .with_funs(natives())
             .compile(modules)
             .map_err(|errs| compile_error(describe_compile_errors(&errs)))?;
-        Ok(Self { name: name.to_owned(), filter })
+        Ok(Self { compiled: Arc::new(Compiled { name: name.to_owned(), filter }) })
     }
 
-    /// Run on one input; the program must produce exactly one output.
+    /// Run on one input; the program must produce exactly one output. Bounded: a run
+    /// longer than [`TIME_LIMIT`] or an output over [`MAX_OUTPUT_BYTES`] is
+    /// [`MappingError::Runaway`].
     pub fn run_one(&self, input: &Value) -> Result<Value, MappingError> {
+        let compiled = self.compiled.clone();
+        let input = input.clone();
+        let name = &self.compiled.name;
+        match bounded::run(TIME_LIMIT, move || compiled.run_one(&input)) {
+            Ok(result) => result,
+            Err(bounded::Stopped::TimeLimit) => Err(MappingError::Runaway {
+                name: name.clone(),
+                bound: format!("still running after the time limit of {} ms", TIME_LIMIT.as_millis()),
+            }),
+            Err(bounded::Stopped::Saturated) => Err(MappingError::Saturated { name: name.clone() }),
+            Err(bounded::Stopped::Failed) => Err(MappingError::Runtime {
+                name: name.clone(),
+                message: "the program stopped without an answer".to_owned(),
+            }),
+        }
+    }
+
+    /// Run a key expression (ordering key, idempotency key, version): exactly one
+    /// output, a string or a number (rendered as JSON text).
+    pub fn run_key(&self, input: &Value) -> Result<String, MappingError> {
+        match self.run_one(input)? {
+            Value::String(s) => Ok(s),
+            Value::Number(n) => Ok(n.to_string()),
+            other => Err(MappingError::NotAKey { name: self.compiled.name.clone(), found: json_type(&other) }),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.compiled.name
+    }
+}
+
+impl Compiled {
+    /// [`JqProgram::run_one`] on the calling thread, with the output size bounded.
+    fn run_one(&self, input: &Value) -> Result<Value, MappingError> {
         let input = to_val(input, 0).ok_or_else(|| self.too_deep("input"))?;
         let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
         let mut outputs = self.filter.id.run((ctx, input));
@@ -110,27 +169,20 @@ impl JqProgram {
         if count > 1 {
             return Err(MappingError::ManyOutputs { name: self.name.clone(), count });
         }
-        from_val(&first, 0).map_err(|failure| match failure {
+        let output = from_val(&first, 0).map_err(|failure| match failure {
             Unrepresentable::TooDeep => self.too_deep("output"),
             Unrepresentable::NonStringKey(found) => MappingError::Runtime {
                 name: self.name.clone(),
                 message: format!("output object has a {found} key; JSON keys are strings"),
             },
-        })
-    }
-
-    /// Run a key expression (ordering key, idempotency key, version): exactly one
-    /// output, a string or a number (rendered as JSON text).
-    pub fn run_key(&self, input: &Value) -> Result<String, MappingError> {
-        match self.run_one(input)? {
-            Value::String(s) => Ok(s),
-            Value::Number(n) => Ok(n.to_string()),
-            other => Err(MappingError::NotAKey { name: self.name.clone(), found: json_type(&other) }),
+        })?;
+        if !bounded::fits(&output, MAX_OUTPUT_BYTES) {
+            return Err(MappingError::Runaway {
+                name: self.name.clone(),
+                bound: format!("its output is over the limit of {MAX_OUTPUT_BYTES} bytes"),
+            });
         }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
+        Ok(output)
     }
 
     fn too_deep(&self, which: &'static str) -> MappingError {

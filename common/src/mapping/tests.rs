@@ -292,3 +292,21 @@ fn stripe_contact_satisfies_the_crm_contract() {
     event["data"]["object"]["shipping"] = Value::Null;
     contract.validate(&stripe_to_crm().run_one(&event).unwrap()).unwrap();
 }
+
+#[test]
+fn a_program_that_never_ends_is_stopped_at_the_time_limit() {
+    let started = std::time::Instant::now();
+    let err = program("def f: f; f").run_one(&json!({"id": "evt_1"})).unwrap_err();
+    assert!(started.elapsed() < TIME_LIMIT * 3, "{:?}", started.elapsed());
+    let MappingError::Runaway { bound, .. } = &err else { panic!("expected a runaway, got {err:?}") };
+    assert!(bound.contains("time limit of 1000 ms"), "{bound}");
+    assert!(!err.is_transient());
+}
+
+#[test]
+fn an_output_over_the_size_limit_is_a_runaway() {
+    let err = program(r#""x" * 1100000"#).run_one(&json!(null)).unwrap_err();
+    let MappingError::Runaway { bound, .. } = &err else { panic!("expected a runaway, got {err:?}") };
+    assert!(bound.contains("output is over the limit of 1048576 bytes"), "{bound}");
+    assert_eq!(program(r#""x" * 1000 | length"#).run_one(&json!(null)).unwrap(), json!(1000));
+}
