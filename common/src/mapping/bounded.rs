@@ -29,8 +29,9 @@ pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 const MAX_RUNAWAYS: usize = 4;
 
 /// A program's thread: deep but not endless recursion (jq's `recurse`, nested
-/// `reduce`) needs more than the 2 MiB a thread gets by default.
-const STACK_BYTES: usize = 64 * 1024 * 1024;
+/// `reduce`) needs more than the 2 MiB a thread gets by default. Endless recursion
+/// stops at half of it (`guard`).
+pub(super) const STACK_BYTES: usize = 64 * 1024 * 1024;
 
 static RUNAWAYS: AtomicUsize = AtomicUsize::new(0);
 

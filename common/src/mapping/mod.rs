@@ -12,6 +12,7 @@
 mod bounded;
 mod convert;
 mod describe;
+mod guard;
 mod redact;
 
 pub use bounded::{runaway_threads, MAX_OUTPUT_BYTES, TIME_LIMIT};
@@ -100,17 +101,16 @@ impl MappingError {
 impl JqProgram {
     /// Compile `program`; `name` (e.g. the mapping file name) is used in messages.
     pub fn compile(name: &str, program: &str) -> Result<Self, MappingError> {
-        let compile_error =
-            |message: String| MappingError::Compile { name: name.to_owned(), message: truncate(&message) };
-        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-        let arena = Arena::default();
-        let modules = Loader::new(defs)
-            .load(&arena, File { code: program, path: () })
-            .map_err(|errs| compile_error(describe_load_errors(&errs)))?;
-        let filter = jaq_core::Compiler::default()
-            .with_funs(natives())
-            .compile(modules)
-            .map_err(|errs| compile_error(describe_compile_errors(&errs)))?;
+        // The program as written, for its errors and their positions; then with every
+        // definition guarded against stack exhaustion (see `guard`).
+        let plain = compile_text(name, program)?;
+        let filter = match guard::guarded(program).map(|text| compile_text(name, &text)) {
+            Some(Ok(guarded)) => guarded,
+            _ => {
+                tracing::warn!(mapping = name, "mapping runs without its recursion guard");
+                plain
+            }
+        };
         Ok(Self { compiled: Arc::new(Compiled { name: name.to_owned(), filter }) })
     }
 
@@ -153,6 +153,20 @@ impl JqProgram {
 impl Compiled {
     /// [`JqProgram::run_one`] on the calling thread, with the output size bounded.
     fn run_one(&self, input: &Value) -> Result<Value, MappingError> {
+        guard::arm(bounded::STACK_BYTES / 2);
+        self.run_guarded(input).map_err(|e| {
+            if guard::tripped() {
+                MappingError::Runaway {
+                    name: self.name.clone(),
+                    bound: format!("recursion deeper than the stack of {} MiB allows", bounded::STACK_BYTES >> 20),
+                }
+            } else {
+                e
+            }
+        })
+    }
+
+    fn run_guarded(&self, input: &Value) -> Result<Value, MappingError> {
         let input = to_val(input, 0).ok_or_else(|| self.too_deep("input"))?;
         let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
         let mut outputs = self.filter.id.run((ctx, input));
@@ -207,6 +221,19 @@ impl Compiled {
     }
 }
 
+fn compile_text(name: &str, program: &str) -> Result<jaq_core::Filter<Data>, MappingError> {
+    let compile_error = |message: String| MappingError::Compile { name: name.to_owned(), message: truncate(&message) };
+    let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
+    let arena = Arena::default();
+    let modules = Loader::new(defs)
+        .load(&arena, File { code: program, path: () })
+        .map_err(|errs| compile_error(describe_load_errors(&errs)))?;
+    jaq_core::Compiler::default()
+        .with_funs(natives())
+        .compile(modules)
+        .map_err(|errs| compile_error(describe_compile_errors(&errs)))
+}
+
 /// The standard library, minus [`DENIED`], with `debug` and `stderr` made silent:
 /// they would copy payload values (personal data) into the function's logs.
 fn natives() -> impl Iterator<Item = jaq_core::native::Fun<Data>> {
@@ -221,6 +248,7 @@ fn natives() -> impl Iterator<Item = jaq_core::native::Fun<Data>> {
         .collect::<Vec<_>>()
         .into_iter()
         .chain(silent)
+        .chain([guard::native()])
 }
 
 #[cfg(test)]

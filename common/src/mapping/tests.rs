@@ -310,3 +310,15 @@ fn an_output_over_the_size_limit_is_a_runaway() {
     assert!(bound.contains("output is over the limit of 1048576 bytes"), "{bound}");
     assert_eq!(program(r#""x" * 1000 | length"#).run_one(&json!(null)).unwrap(), json!(1000));
 }
+
+#[test]
+fn recursion_without_end_is_stopped_before_it_overflows_the_stack() {
+    for code in ["def f: [f]; f", "def f: 1 + f; f", "def f(g): [f(g)]; f(.)", "def f: def g: [f]; g; f"] {
+        let err = program(code).run_one(&json!(null)).unwrap_err();
+        let MappingError::Runaway { bound, .. } = &err else { panic!("{code}: expected a runaway, got {err:?}") };
+        assert!(bound.contains("recursion deeper than the stack"), "{code}: {bound}");
+    }
+    // Deep but finite recursion is fine.
+    let code = "def count($n): if $n == 0 then 0 else 1 + count($n - 1) end; count(500)";
+    assert_eq!(program(code).run_one(&json!(null)).unwrap(), json!(500));
+}
