@@ -336,8 +336,9 @@ impl Config {
     /// Destination URLs differ per stage: `SWITCHYARD_DESTINATION_{NAME}_URL` overrides
     /// `base_url` (name upper-cased, `-` as `_`).
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut config = match std::env::var("SWITCHYARD_CONFIG") {
-            Ok(path) if !path.is_empty() => Self::load(Path::new(&path))?,
+        let optional = |name: &str| crate::runtime::optional_env(name).map_err(ConfigError::Invalid);
+        let mut config = match optional("SWITCHYARD_CONFIG")? {
+            Some(path) if !path.is_empty() => Self::load(Path::new(&path))?,
             _ => Self::bundled()?,
         };
         config.apply_destination_env()?;
@@ -350,7 +351,7 @@ impl Config {
     pub fn apply_destination_env(&mut self) -> Result<(), ConfigError> {
         for d in self.destinations.values_mut() {
             let var = destination_url_var(&d.name);
-            if let Ok(url) = std::env::var(&var) {
+            if let Some(url) = crate::runtime::optional_env(&var).map_err(ConfigError::Invalid)? {
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
                     return Err(invalid(format!("{var} must be an http(s) URL")));
                 }
@@ -381,12 +382,9 @@ impl Config {
                 }
             }
             s.scheme.validate().map_err(|e| invalid(format!("source {name}: {e}")))?;
-            if s.tolerance_secs <= 0 {
-                return Err(invalid(format!("source {name}: tolerance_secs must be positive")));
-            }
-            if s.rotation_grace_secs < 0 {
-                return Err(invalid(format!("source {name}: rotation_grace_secs must not be negative")));
-            }
+            let at = format!("source {name}");
+            in_range(&at, "tolerance_secs", s.tolerance_secs, ranges::TOLERANCE_SECS)?;
+            in_range(&at, "rotation_grace_secs", s.rotation_grace_secs, ranges::ROTATION_GRACE_SECS)?;
             let secret = s.secret.unwrap_or_else(|| format!("source/{name}"));
             sources.insert(
                 name.clone(),
@@ -409,15 +407,12 @@ impl Config {
             if !(d.base_url.starts_with("https://") || d.base_url.starts_with("http://")) {
                 return Err(invalid(format!("destination {name}: base_url must be an http(s) URL")));
             }
-            if d.timeout_ms == 0
-                || d.retry.max_attempts == 0
-                || d.retry.max_age_secs == 0
-                || d.retry.base_delay_ms > d.retry.max_delay_ms
-            {
-                return Err(invalid(format!(
-                    "destination {name}: timeout_ms, retry.max_attempts and retry.max_age_secs must be positive, base_delay_ms <= max_delay_ms"
-                )));
-            }
+            let at = format!("destination {name}");
+            in_range(&at, "timeout_ms", d.timeout_ms, ranges::TIMEOUT_MS)?;
+            in_range(&at, "retry.max_attempts", d.retry.max_attempts, ranges::MAX_ATTEMPTS)?;
+            in_range(&at, "retry.max_delay_ms", d.retry.max_delay_ms, ranges::MAX_DELAY_MS)?;
+            in_range(&at, "retry.base_delay_ms", d.retry.base_delay_ms, 0..=d.retry.max_delay_ms)?;
+            in_range(&at, "retry.max_age_secs", d.retry.max_age_secs, ranges::MAX_AGE_SECS)?;
             d.auth.validate().map_err(|e| invalid(format!("destination {name}: {e}")))?;
             let signing = d.signing.map(|s| Signing {
                 scheme: s.scheme,
@@ -504,6 +499,35 @@ impl Config {
 /// The variable that overrides a destination's `base_url`: name upper-cased, `-` as `_`.
 pub fn destination_url_var(destination: &str) -> String {
     format!("SWITCHYARD_DESTINATION_{}_URL", destination.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// The allowed range of every number in the flow file, so no value overflows where
+/// it is used (`max_age_secs * 1000`) or outlives what SQS can hold.
+pub mod ranges {
+    use std::ops::RangeInclusive;
+
+    /// Up to an hour of clock skew between a provider and us.
+    pub const TOLERANCE_SECS: RangeInclusive<i64> = 1..=3_600;
+    /// Up to 30 days: the rotation schedule.
+    pub const ROTATION_GRACE_SECS: RangeInclusive<i64> = 0..=30 * 86_400;
+    /// Up to a minute per call, so a dispatcher batch ends within its function timeout.
+    pub const TIMEOUT_MS: RangeInclusive<u64> = 1..=60_000;
+    pub const MAX_ATTEMPTS: RangeInclusive<u32> = 1..=100;
+    /// Up to 12 hours: the longest an SQS message can be kept invisible.
+    pub const MAX_DELAY_MS: RangeInclusive<u64> = 1..=12 * 3_600_000;
+    /// Up to 14 days: the longest SQS retains a message.
+    pub const MAX_AGE_SECS: RangeInclusive<u64> = 1..=14 * 86_400;
+}
+
+fn in_range<T>(at: &str, field: &str, value: T, range: std::ops::RangeInclusive<T>) -> Result<(), ConfigError>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(format!("{at}: {field} must be from {} to {}, got {value}", range.start(), range.end())))
+    }
 }
 
 fn check_name(what: &str, name: &str) -> Result<(), ConfigError> {

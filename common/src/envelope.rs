@@ -132,6 +132,13 @@ impl Delivery {
     }
 }
 
+/// Whether `value` can be sent as an HTTP header value as it is: visible ASCII and
+/// spaces. A delivery's `Idempotency-Key` and `X-Correlation-Id` must be; the `http`
+/// crate would also pass bytes above 0x7F, which many servers refuse or mangle.
+pub fn is_header_text(value: &str) -> bool {
+    value.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -178,6 +185,14 @@ mod tests {
         let mut e = sample();
         e.specversion = "0.3".into();
         assert!(Envelope::from_json(&serde_json::to_string(&e).unwrap()).is_err());
+    }
+
+    #[test]
+    fn header_text_is_visible_ascii_and_spaces() {
+        assert!(is_header_text("pi_3PqRsT2e ZvKYlo2C:1/2"));
+        for bad in ["line\nbreak", "tab\there", "caf\u{e9}", "nul\u{0}", "del\u{7f}"] {
+            assert!(!is_header_text(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! into a [`Failure`], whose [`FailureClass`] alone decides what happens to the message.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// What to do with a message that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,9 +88,43 @@ pub fn classify_status(status: u16) -> Option<FailureClass> {
     }
 }
 
+/// A `Retry-After` header value (RFC 9110 §10.2.3) as a delay from `now`: either
+/// delay-seconds or an HTTP-date (a date already past means "now"). Anything else is
+/// ignored: the backoff applies as if the header were absent.
+pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds is still "a very long time".
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_as_an_http_date() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:30:30 GMT", now), Some(Duration::from_secs(150)));
+        // The obsolete forms RFC 9110 still asks recipients to accept.
+        assert_eq!(retry_after("Wednesday, 21-Oct-15 07:29:00 GMT", now), Some(Duration::from_secs(60)));
+        assert_eq!(retry_after("Wed Oct 21 07:28:10 2015", now), Some(Duration::from_secs(10)));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), Some(Duration::ZERO), "a past date is now");
+        assert_eq!(retry_after("99999999999999999999999", now), Some(Duration::from_secs(u64::MAX)));
+    }
+
+    #[test]
+    fn a_garbage_retry_after_is_ignored() {
+        let now = SystemTime::now();
+        for garbage in ["", "soon", "-5", "1.5", "2 minutes", "Wed, 32 Oct 2015 07:28:00 GMT", "0x10", "+3"] {
+            assert_eq!(retry_after(garbage, now), None, "{garbage:?}");
+        }
+    }
 
     #[test]
     fn statuses_are_classified_as_the_taxonomy_says() {

@@ -3,6 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::EnvFilter;
 
 /// Structured JSON logs on stdout, one object per line, with the fields of every
 /// enclosing span (correlation id, event id, source, flow, destination) on every line
@@ -47,10 +48,43 @@ where
 {
     init_logging();
     let sdk = aws_config().await;
-    build(sdk).await.inspect_err(|e| tracing::error!(error = %e, "cannot start"))
+    async {
+        // `init_logging` falls back to `info` on a bad filter; a cold start does not.
+        if let Some(filter) = optional_env("RUST_LOG")? {
+            check_log_filter(&filter)?;
+        }
+        build(sdk).await
+    }
+    .await
+    .inspect_err(|e| tracing::error!(error = %e, "cannot start"))
 }
 
 /// A required environment variable, or a message that says which one is missing.
 pub fn env(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+    optional_env(name)?.ok_or_else(|| format!("environment variable {name} is not set"))
+}
+
+/// An optional environment variable: `None` when unset, an error naming it when it is
+/// set but not valid Unicode (a set-but-unreadable value is never taken for unset).
+pub fn optional_env(name: &str) -> Result<Option<String>, String> {
+    match std::env::var(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!("environment variable {name} is not valid Unicode")),
+    }
+}
+
+/// `RUST_LOG` must be a filter `tracing_subscriber` understands.
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    EnvFilter::try_new(filter).map(drop).map_err(|e| format!("RUST_LOG is not a valid log filter: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_log_filter_that_does_not_parse_is_refused_naming_rust_log() {
+        assert_eq!(super::check_log_filter("info,switchyard_mapper=debug"), Ok(()));
+        let err = super::check_log_filter("switchyard=loud").unwrap_err();
+        assert!(err.starts_with("RUST_LOG is not a valid log filter"), "{err}");
+    }
 }

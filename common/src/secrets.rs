@@ -223,15 +223,29 @@ impl<S: SecretSource> SecretSource for CachedSecrets<S> {
 
 impl CachedSecrets<AwsSecrets> {
     /// Secrets Manager through a cache whose max age is `SWITCHYARD_SECRET_MAX_AGE_SECS`
-    /// (default 300 s).
-    pub fn from_env(sdk: &aws_config::SdkConfig) -> Self {
-        let max_age = std::env::var("SWITCHYARD_SECRET_MAX_AGE_SECS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_secs)
-            .unwrap_or(Duration::from_secs(300));
-        Self::new(AwsSecrets::new(Client::new(sdk)), max_age)
+    /// (default 300 s). A value that is set but not valid stops the cold start.
+    pub fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, String> {
+        let max_age = match crate::runtime::optional_env(MAX_AGE_VAR)? {
+            Some(v) => max_age(&v)?,
+            None => Duration::from_secs(300),
+        };
+        Ok(Self::new(AwsSecrets::new(Client::new(sdk)), max_age))
     }
+}
+
+const MAX_AGE_VAR: &str = "SWITCHYARD_SECRET_MAX_AGE_SECS";
+/// An hour: a rotated credential is picked up within it, whatever the cache holds.
+const MAX_AGE_LIMIT_SECS: u64 = 3600;
+
+/// `SWITCHYARD_SECRET_MAX_AGE_SECS`: 0 (no caching) to an hour.
+pub fn max_age(value: &str) -> Result<Duration, String> {
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|secs| *secs <= MAX_AGE_LIMIT_SECS)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{MAX_AGE_VAR} must be a number of seconds from 0 to {MAX_AGE_LIMIT_SECS}"))
 }
 
 /// Fixed secrets for unit tests of pure logic.
@@ -278,6 +292,16 @@ impl SecretSource for StaticSecrets {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secret_max_age_outside_its_range_is_refused_naming_the_variable() {
+        assert_eq!(super::max_age("300"), Ok(Duration::from_secs(300)));
+        assert_eq!(super::max_age("0"), Ok(Duration::ZERO));
+        for bad in ["-1", "3601", "5m", "", "18446744073709551616"] {
+            let err = super::max_age(bad).unwrap_err();
+            assert!(err.contains("SWITCHYARD_SECRET_MAX_AGE_SECS") && err.contains("3600"), "{bad}: {err}");
+        }
+    }
+
     use super::*;
     use std::sync::atomic::Ordering;
 

@@ -237,3 +237,36 @@ fn a_destination_url_variable_replaces_the_flow_files_base_url_and_must_be_http(
     assert_eq!(overridden.destinations["env-override-probe"].base_url, "https://crm.example.com");
     assert!(refused.unwrap_err().to_string().contains(&var));
 }
+
+#[test]
+fn every_number_in_the_flow_file_is_range_checked_naming_the_field_and_range() {
+    let source = |extra: &str| {
+        Config::parse("test.toml", &format!("[sources.s]\nscheme = \"stripe\"\n{extra}\n"), files).map(|_| ())
+    };
+    let destination = |extra: &str| {
+        let text = format!("[destinations.d]\nbase_url = \"http://127.0.0.1:1\"\n{extra}\n");
+        Config::parse("test.toml", &text, files).map(|_| ())
+    };
+    let cases = [
+        (source("tolerance_secs = 0"), "source s: tolerance_secs must be from 1 to 3600, got 0"),
+        (source("tolerance_secs = 86400"), "tolerance_secs must be from 1 to 3600"),
+        (source("rotation_grace_secs = -1"), "rotation_grace_secs must be from 0 to 2592000, got -1"),
+        (destination("timeout_ms = 0"), "destination d: timeout_ms must be from 1 to 60000, got 0"),
+        (destination("timeout_ms = 600000"), "timeout_ms must be from 1 to 60000"),
+        (destination("retry = { max_attempts = 0 }"), "retry.max_attempts must be from 1 to 100, got 0"),
+        (destination("retry = { max_delay_ms = 86400000 }"), "retry.max_delay_ms must be from 1 to 43200000"),
+        (
+            destination("retry = { base_delay_ms = 5000, max_delay_ms = 1000 }"),
+            "retry.base_delay_ms must be from 0 to 1000, got 5000",
+        ),
+        (
+            destination("retry = { max_age_secs = 9223372036854775807 }"),
+            "retry.max_age_secs must be from 1 to 1209600, got 9223372036854775807",
+        ),
+    ];
+    for (result, expected) in cases {
+        let err = result.expect_err(expected).to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+    assert!(destination("timeout_ms = 60000\nretry = { max_delay_ms = 43200000, max_age_secs = 1209600 }").is_ok());
+}

@@ -26,6 +26,8 @@ impl Queue for MemoryQueue {
         if self.fail_sends.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(QueueError::Unavailable("queue is down (test)".to_owned()));
         }
+        // What SQS would refuse, this refuses too, so handlers meet it in unit tests.
+        check_all(messages)?;
         let mut sent = self.sent.lock().expect("queue lock");
         sent.extend(messages.iter().map(|m| (queue_url.to_owned(), m.clone())));
         Ok(())

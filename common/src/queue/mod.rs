@@ -1,18 +1,20 @@
 //! Sending to SQS queues and steering redelivery. Receiving belongs to the event
 //! source mapping (or the local runner that plays it), not to the functions.
 
+mod limits;
 mod memory;
 mod sqs;
 
+pub use limits::{
+    batches, check_all, is_sqs_char, sqs_safe_text, to_sqs_json, Unsendable, MAX_BATCH, MAX_BATCH_BYTES,
+    MAX_MESSAGE_BYTES,
+};
 pub use memory::MemoryQueue;
 pub use sqs::SqsQueue;
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-
-/// The most SQS takes in one `SendMessageBatch`.
-pub const MAX_BATCH: usize = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OutboundMessage {
@@ -29,11 +31,18 @@ impl OutboundMessage {
         Self { body: body.into(), ..Self::default() }
     }
 
+    /// A message whose body is `value` as JSON, with the characters SQS refuses escaped
+    /// (see [`to_sqs_json`]): what every producer of envelopes and deliveries uses.
+    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, Unsendable> {
+        Ok(Self::new(to_sqs_json(value)?))
+    }
+
     pub fn attribute(mut self, name: &str, value: impl Into<String>) -> Self {
         let value = value.into();
-        // SQS refuses empty attribute values; an absent attribute says the same.
+        // SQS refuses empty attribute values; an absent attribute says the same. It
+        // refuses some characters too: attributes are labels, the body is the record.
         if !value.is_empty() {
-            self.attributes.insert(name.to_owned(), value);
+            self.attributes.insert(name.to_owned(), sqs_safe_text(&value));
         }
         self
     }
@@ -46,11 +55,17 @@ pub enum QueueError {
     /// Some entries of a batch were refused; their positions in the input.
     #[error("{} of the batch were not sent: {reason}", failed.len())]
     Partial { failed: Vec<usize>, reason: String },
+    /// SQS would refuse message `index` whatever happens (nothing was sent): retrying
+    /// cannot help.
+    #[error("message {index} cannot be sent: {problem}")]
+    Unsendable { index: usize, problem: Unsendable },
 }
 
 #[async_trait]
 pub trait Queue: Send + Sync {
-    /// Sends all messages in as few calls as possible (batches of ten).
+    /// Sends all messages in as few calls as possible (batches of at most ten messages
+    /// and 256 KiB). Every message is checked first: one SQS would refuse fails the
+    /// call with [`QueueError::Unsendable`] before anything is sent.
     async fn send_all(&self, queue_url: &str, messages: &[OutboundMessage]) -> Result<(), QueueError>;
 
     async fn send(&self, queue_url: &str, message: &OutboundMessage) -> Result<(), QueueError> {

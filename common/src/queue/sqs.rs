@@ -36,10 +36,13 @@ fn entry(i: usize, m: &OutboundMessage) -> Result<SendMessageBatchRequestEntry, 
 #[async_trait]
 impl Queue for SqsQueue {
     async fn send_all(&self, queue_url: &str, messages: &[OutboundMessage]) -> Result<(), QueueError> {
+        check_all(messages)?;
         let mut failed = Vec::new();
         let mut reason = String::new();
-        for (chunk_no, chunk) in messages.chunks(MAX_BATCH).enumerate() {
-            let entries = chunk.iter().enumerate().map(|(i, m)| entry(i, m)).collect::<Result<Vec<_>, _>>()?;
+        for range in batches(messages) {
+            let first = range.start;
+            let entries =
+                messages[range].iter().enumerate().map(|(i, m)| entry(i, m)).collect::<Result<Vec<_>, _>>()?;
             let out = self
                 .client
                 .send_message_batch()
@@ -50,7 +53,7 @@ impl Queue for SqsQueue {
                 .map_err(|e| QueueError::Unavailable(DisplayErrorContext(e).to_string()))?;
             for f in out.failed() {
                 let index = f.id().trim_start_matches('m').parse::<usize>().unwrap_or(0);
-                failed.push(chunk_no * MAX_BATCH + index);
+                failed.push(first + index);
                 reason = format!("{}: {}", f.code(), f.message().unwrap_or_default());
             }
         }

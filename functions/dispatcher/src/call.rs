@@ -13,8 +13,8 @@ use switchyard_common::auth::credentials::{self, AuthHeader, SecretFields};
 use switchyard_common::auth::oauth2::{self, AccessToken, ClientCredentials, TokenCache};
 use switchyard_common::auth::signing;
 use switchyard_common::config::{Auth, Destination, SigningScheme};
-use switchyard_common::envelope::Delivery;
-use switchyard_common::failure::{classify_status, Failure, FailureClass};
+use switchyard_common::envelope::{is_header_text, Delivery};
+use switchyard_common::failure::{self, classify_status, Failure, FailureClass};
 use switchyard_common::redact;
 use switchyard_common::runtime::now_ms;
 use switchyard_common::secrets::{SecretValue, VersionStage};
@@ -193,10 +193,9 @@ async fn signature_headers(
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is rare from APIs and not honoured).
+/// `Retry-After`, in seconds or as an HTTP-date.
 fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(secs))
+    failure::retry_after(headers.get(RETRY_AFTER)?.to_str().ok()?, std::time::SystemTime::now())
 }
 
 /// One attempt; the credential it used comes back with a failure so a refused one
@@ -212,9 +211,19 @@ async fn call_once(
     let credential = credential(deps, destination).await.map_err(|f| (f, None))?;
     let signature = signature_headers(deps, destination, delivery, body).await.map_err(|f| (f, None))?;
     let url = format!("{}{}", destination.base_url, delivery.path);
+    // What cannot make a request never will: terminal, with the part that is wrong.
+    let unbuildable = |what: &str| (Failure::terminal(format!("request cannot be built: {what}")), None);
+    let url = reqwest::Url::parse(&url).map_err(|_| unbuildable("the destination URL and path are not a valid URL"))?;
+    for (header, value) in
+        [("idempotency key", &delivery.idempotency_key), ("correlation id", &delivery.correlation_id)]
+    {
+        if !is_header_text(value) {
+            return Err(unbuildable(&format!("the {header} is not a valid HTTP header value")));
+        }
+    }
     let mut req = deps
         .http
-        .request(method, &url)
+        .request(method, url)
         .timeout(destination.timeout)
         .header(CONTENT_TYPE, "application/json")
         .header("Idempotency-Key", &delivery.idempotency_key)
@@ -226,7 +235,8 @@ async fn call_once(
     for (name, value) in signature {
         req = req.header(name, value);
     }
-    let response = match req.send().await {
+    let request = req.build().map_err(|_| unbuildable("reqwest refused the request"))?;
+    let response = match deps.http.execute(request).await {
         Ok(r) => r,
         Err(e) => {
             let reason = format!("{} calling {}", transport_failure(&e), destination.name);
@@ -275,12 +285,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_after_in_seconds_is_read_and_anything_else_ignored() {
+    fn retry_after_is_read_in_seconds_or_as_an_http_date_and_garbage_ignored() {
         let mut h = http::HeaderMap::new();
         assert_eq!(retry_after(&h), None);
         h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        let in_a_minute = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(61));
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&in_a_minute).unwrap());
+        let delay = retry_after(&h).unwrap();
+        assert!(delay > Duration::from_secs(55) && delay <= Duration::from_secs(61), "{delay:?}");
         h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a date in the past: retry now");
+        h.insert(RETRY_AFTER, HeaderValue::from_static("later"));
         assert_eq!(retry_after(&h), None);
     }
 

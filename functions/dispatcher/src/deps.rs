@@ -72,8 +72,8 @@ impl Deps {
             stage: Stage::new(&env("SWITCHYARD_STAGE")?).map_err(|e| e.to_string())?,
             ledger: Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), env("SWITCHYARD_LEDGER_TABLE")?)),
             queue: Arc::new(SqsQueue::new(sqs)),
-            secrets: Arc::new(CachedSecrets::from_env(sdk)),
-            http: http_client(),
+            secrets: Arc::new(CachedSecrets::from_env(sdk)?),
+            http: http_client()?,
             tokens: TokenCache::default(),
             dispatch_queue_url,
             dispatch_dlq_url: env("SWITCHYARD_DISPATCH_DLQ_URL")?,
@@ -83,12 +83,14 @@ impl Deps {
     }
 }
 
-/// One client per container: connection pooling across invocations.
-pub fn http_client() -> reqwest::Client {
+/// One client per container: connection pooling across invocations. A client that
+/// cannot be built (e.g. no TLS roots) stops the cold start: a default client would
+/// silently drop the timeouts and the no-redirect policy.
+pub fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap_or_default()
+        .map_err(|e| format!("the HTTP client for destinations cannot be built: {e}"))
 }

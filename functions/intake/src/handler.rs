@@ -5,7 +5,7 @@ use switchyard_common::config::Source;
 use switchyard_common::envelope::{sha256_hex, Envelope};
 use switchyard_common::failure::FailureClass;
 use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey};
-use switchyard_common::queue::OutboundMessage;
+use switchyard_common::queue::{is_sqs_char, OutboundMessage, Unsendable};
 use switchyard_common::runtime::{now_ms, rfc3339};
 use switchyard_common::secrets::VersionStage;
 use switchyard_common::signature::{self, SignatureError, SigningSecret, Verified};
@@ -78,6 +78,32 @@ async fn handle_in_span(
     let event_type = event_type(source, &payload, &req.headers);
     tracing::Span::current().record("event_id", event_id.as_str()).record("event_type", event_type.as_str());
 
+    let envelope = Envelope::new(
+        &source.name,
+        event_id.clone(),
+        event_type.clone(),
+        rfc3339(now),
+        payload,
+        correlation_id.clone(),
+    );
+    let message = match envelope_message(&envelope, &correlation_id, &source.name) {
+        Ok(m) => m,
+        Err(Unsendable::TooLarge { bytes, limit }) => {
+            // Checked before the claim, so a refused event leaves nothing behind.
+            info!(bytes, "rejected: envelope too large for the queue");
+            return error(
+                413,
+                "body_too_large",
+                &format!("the event's envelope would be {bytes} bytes, over the queue's limit of {limit}"),
+            );
+        }
+        Err(e) => {
+            // Cannot happen: the envelope is written with the refused characters escaped.
+            warn!(error = %e, "envelope cannot be queued");
+            return error(400, "malformed_body", "the event cannot be queued");
+        }
+    };
+
     let key = RecordKey::intake(&source.name, &event_id);
     let claim = ClaimRequest {
         key: key.clone(),
@@ -108,19 +134,6 @@ async fn handle_in_span(
         }
     }
 
-    let envelope = Envelope::new(
-        &source.name,
-        event_id.clone(),
-        event_type.clone(),
-        rfc3339(now),
-        payload,
-        correlation_id.clone(),
-    );
-    let message = OutboundMessage::new(serde_json::to_string(&envelope).unwrap_or_default())
-        .attribute("correlation_id", &correlation_id)
-        .attribute("event_id", &event_id)
-        .attribute("source", &source.name)
-        .attribute("event_type", &event_type);
     if let Err(e) = deps.queue.send(&deps.ingest_queue_url, &message).await {
         // Not durably accepted: give the claim back so the provider's retry is not
         // taken for a duplicate. If even that fails, the claim lapses at the deadline.
@@ -136,6 +149,18 @@ async fn handle_in_span(
     }
     info!("accepted");
     accepted(&event_id, &correlation_id)
+}
+
+/// The envelope as the ingest queue's message: JSON with the characters SQS refuses
+/// escaped, and refused if it would not fit an SQS message.
+fn envelope_message(envelope: &Envelope, correlation_id: &str, source: &str) -> Result<OutboundMessage, Unsendable> {
+    let message = OutboundMessage::json(envelope)?
+        .attribute("correlation_id", correlation_id)
+        .attribute("event_id", &envelope.id)
+        .attribute("source", source)
+        .attribute("event_type", &envelope.event_type);
+    message.check()?;
+    Ok(message)
 }
 
 fn source_name(req: &ApiGatewayV2httpRequest) -> Option<String> {
@@ -247,7 +272,8 @@ fn event_id(source: &Source, payload: &Value, header_id: Option<&str>, body: &[u
         None => header_id.filter(|s| !s.is_empty()).map(str::to_owned),
     };
     Ok(match id {
-        Some(id) if id.len() <= MAX_EVENT_ID_LEN && !id.contains('#') => id,
+        // An id SQS cannot carry in an attribute is hashed like an overlong one.
+        Some(id) if id.len() <= MAX_EVENT_ID_LEN && !id.contains('#') && id.chars().all(is_sqs_char) => id,
         Some(id) => format!("sha256:{}", sha256_hex(id.as_bytes())),
         None => format!("sha256:{}", sha256_hex(body)),
     })

@@ -69,7 +69,7 @@ impl Deps {
                 ledger,
                 queue: Arc::new(sqs),
                 secrets,
-                http: switchyard_dispatcher::http_client(),
+                http: switchyard_dispatcher::http_client()?,
                 tokens: Default::default(),
                 dispatch_queue_url: stack.dispatch_queue_url.clone(),
                 dispatch_dlq_url: stack.dispatch_dlq_url.clone(),

@@ -1,10 +1,11 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use switchyard_common::batch::{self, parked_message, process_batch, receive_count, RecordResult};
 use switchyard_common::config::{Config, Flow};
-use switchyard_common::envelope::{sha256_hex, Delivery, Envelope, Mode};
+use switchyard_common::envelope::{is_header_text, sha256_hex, Delivery, Envelope, Mode};
 use switchyard_common::failure::Failure;
+use switchyard_common::mapping::MappingError;
 use switchyard_common::metrics;
-use switchyard_common::queue::OutboundMessage;
+use switchyard_common::queue::{OutboundMessage, Unsendable, MAX_MESSAGE_BYTES};
 use tracing::{field, info, warn, Instrument};
 
 use crate::Deps;
@@ -39,6 +40,16 @@ fn selects(flow: &Flow, envelope: &Envelope) -> bool {
     flow.mode != Mode::Off && flow.source == envelope.source_name() && flow.accepts_type(&envelope.event_type)
 }
 
+/// A mapping error is terminal for its record, except a container too busy with
+/// runaway mappings to start one: that record is retried.
+fn mapping_failure(e: MappingError) -> Failure {
+    if e.is_transient() {
+        Failure::transient(e.reason())
+    } else {
+        Failure::terminal(e.reason())
+    }
+}
+
 /// `Ok(None)`: the flow's filter said no.
 fn map_one(config: &Config, flow: &Flow, envelope: &Envelope) -> Result<Option<Delivery>, Failure> {
     let data = &envelope.data;
@@ -46,24 +57,27 @@ fn map_one(config: &Config, flow: &Flow, envelope: &Envelope) -> Result<Option<D
         match filter.run_one(data) {
             Ok(serde_json::Value::Bool(true)) => {}
             Ok(_) => return Ok(None),
-            Err(e) => return Err(Failure::terminal(e.reason())),
+            Err(e) => return Err(mapping_failure(e)),
         }
     }
-    let body = flow.mapping.run_one(data).map_err(|e| Failure::terminal(e.reason()))?;
+    let body = flow.mapping.run_one(data).map_err(mapping_failure)?;
     if let Some(contract) = &flow.contract {
         contract.validate(&body).map_err(|e| Failure::terminal(e.reason()))?;
     }
     let source = envelope.source_name();
     let idempotency_key = match &flow.idempotency_key {
-        Some(expr) => expr.run_key(data).map_err(|e| Failure::terminal(e.reason()))?,
+        Some(expr) => expr.run_key(data).map_err(mapping_failure)?,
         None => Delivery::default_key(source, &envelope.id, &flow.name, flow.version),
     };
-    let ordering_key =
-        flow.ordering_key.as_ref().map(|e| e.run_key(data)).transpose().map_err(|e| Failure::terminal(e.reason()))?;
+    // It is sent as the `Idempotency-Key` header: one that cannot be never will be.
+    if !is_header_text(&idempotency_key) {
+        return Err(Failure::terminal("idempotency key is not a valid HTTP header value"));
+    }
+    let ordering_key = flow.ordering_key.as_ref().map(|e| e.run_key(data)).transpose().map_err(mapping_failure)?;
     let entity_version =
         match &flow.entity_version {
             Some(expr) => {
-                let text = expr.run_key(data).map_err(|e| Failure::terminal(e.reason()))?;
+                let text = expr.run_key(data).map_err(mapping_failure)?;
                 Some(text.parse::<i64>().map_err(|_| {
                     Failure::terminal(format!("entity_version of flow {} is not an integer", flow.name))
                 })?)
@@ -110,20 +124,27 @@ async fn handle_record(deps: &Deps, message: &SqsMessage) -> RecordResult {
         destination = field::Empty,
     );
     async {
-        let mapped = map_envelope(&deps.config, &envelope);
+        let mut mapped = map_envelope(&deps.config, &envelope);
+        if let Some((flow, _, failure)) = mapped.failed.iter().find(|(_, _, f)| !f.is_terminal()) {
+            warn!(flow = %flow, reason = %failure.reason, "cannot map now; will retry");
+            return RecordResult::Retry;
+        }
         if mapped.deliveries.is_empty() && mapped.failed.is_empty() {
             info!("no flow for this event type; acknowledged");
             metrics::count("UnmatchedEvents", 1, &[("Source", envelope.source_name())]);
             return RecordResult::Done;
         }
         let (mut standard, mut ordered) = (Vec::new(), Vec::new());
-        for d in &mapped.deliveries {
-            let mut m = OutboundMessage::new(serde_json::to_string(d).unwrap_or_default())
-                .attribute("correlation_id", &d.correlation_id)
-                .attribute("event_id", &d.event_id)
-                .attribute("source", &d.source)
-                .attribute("flow", &d.flow)
-                .attribute("destination", &d.destination);
+        let mut sendable = Vec::with_capacity(mapped.deliveries.len());
+        for d in std::mem::take(&mut mapped.deliveries) {
+            let mut m = match delivery_message(&d) {
+                Ok(m) => m,
+                Err(failure) => {
+                    // Terminal for this flow only; the other flows' deliveries still go.
+                    mapped.failed.push((d.flow.clone(), d.flow_version, failure));
+                    continue;
+                }
+            };
             match &d.ordering_key {
                 Some(key) => {
                     // SQS limits both ids to 128 characters of a restricted set: hash them.
@@ -133,7 +154,9 @@ async fn handle_record(deps: &Deps, message: &SqsMessage) -> RecordResult {
                 }
                 None => standard.push(m),
             }
+            sendable.push(d);
         }
+        mapped.deliveries = sendable;
         let sent = async {
             if !standard.is_empty() {
                 deps.queue.send_all(&deps.dispatch_queue_url, &standard).await?;
@@ -168,6 +191,25 @@ async fn handle_record(deps: &Deps, message: &SqsMessage) -> RecordResult {
     }
     .instrument(span)
     .await
+}
+
+/// A delivery as a dispatch queue message, or why SQS would never take it. The parked
+/// copy is the envelope, which intake keeps within SQS's limits, never the delivery.
+fn delivery_message(d: &Delivery) -> Result<OutboundMessage, Failure> {
+    let message = OutboundMessage::json(d)
+        .map_err(|e| Failure::terminal(e.to_string()))?
+        .attribute("correlation_id", &d.correlation_id)
+        .attribute("event_id", &d.event_id)
+        .attribute("source", &d.source)
+        .attribute("flow", &d.flow)
+        .attribute("destination", &d.destination);
+    match message.check() {
+        Ok(()) => Ok(message),
+        Err(Unsendable::TooLarge { bytes, .. }) => Err(Failure::terminal(format!(
+            "too_large: the mapped delivery is {bytes} bytes, over SQS's limit of {MAX_MESSAGE_BYTES}"
+        ))),
+        Err(e) => Err(Failure::terminal(e.to_string())),
+    }
 }
 
 fn dlq_message(

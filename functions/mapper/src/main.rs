@@ -8,7 +8,17 @@ async fn main() -> Result<(), Error> {
     let deps = runtime::cold_start(|sdk| async move { Deps::from_env(&sdk).await }).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let deps = &deps;
-        async move { Ok::<_, Error>(handle(deps, event.payload).await) }
+        async move {
+            // A mapping that ran past its time limit in an earlier invocation may still
+            // hold a thread (see `mapping::bounded`): start a fresh container rather than
+            // share this one with it. Its record was parked; this batch comes back.
+            let runaways = switchyard_common::mapping::runaway_threads();
+            if runaways > 0 {
+                tracing::error!(runaways, "runaway mapping threads still running; recycling the container");
+                std::process::exit(1);
+            }
+            Ok::<_, Error>(handle(deps, event.payload).await)
+        }
     }))
     .await
 }

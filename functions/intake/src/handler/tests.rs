@@ -257,3 +257,84 @@ fn a_correlation_id_header_is_kept_only_when_it_is_a_plain_token() {
     req.headers.insert("x-correlation-id", "a b\"c".parse().unwrap());
     assert_ne!(correlation_id(&req), "a b\"c");
 }
+
+fn world_with_max_body(max_body_bytes: usize) -> World {
+    let mut w = world();
+    w.deps.limits.max_body_bytes = max_body_bytes;
+    w
+}
+
+/// `{"id":ID,"type":…,"pad":PAD…}` padded with `unit` (JSON text) to exactly `bytes`.
+fn padded_payment(id: &str, unit: &str, separator: &str, bytes: usize) -> String {
+    let (head, tail) = (format!(r#"{{"id":"{id}","type":"payment_intent.succeeded","pad":["#), "]}");
+    let mut body = head;
+    while body.len() + separator.len() + unit.len() + tail.len() <= bytes {
+        if !body.ends_with('[') {
+            body.push_str(separator);
+        }
+        body.push_str(unit);
+    }
+    body.push_str(tail);
+    // Fill the last few bytes with spaces, which JSON ignores.
+    body.insert_str(body.len() - tail.len(), &" ".repeat(bytes - body.len()));
+    assert_eq!(body.len(), bytes);
+    body
+}
+
+#[tokio::test]
+async fn a_plain_body_at_the_upper_bound_yields_an_envelope_within_the_sqs_limit() {
+    let w = world_with_max_body(crate::deps::MAX_BODY_BYTES_LIMIT);
+    let body = padded_payment("evt_at_bound", r#""abcdefghij""#, ",", crate::deps::MAX_BODY_BYTES_LIMIT);
+    let (status, answer) = call(&w, signed(&body)).await;
+    assert_eq!(status, 202, "{answer}");
+    let sent = w.queue.sent_to(QUEUE);
+    assert!(sent[0].size() <= switchyard_common::queue::MAX_MESSAGE_BYTES, "{}", sent[0].size());
+}
+
+#[tokio::test]
+async fn a_body_whose_envelope_would_not_fit_sqs_is_answered_413_and_leaves_no_claim() {
+    let w = world_with_max_body(crate::deps::MAX_BODY_BYTES_LIMIT);
+    // The worst growth when intake re-writes a body: `9e15` (4 bytes) becomes
+    // `9000000000000000.0` (18), U+FFFE (3 bytes) becomes `\ufffe` (6).
+    for (id, unit) in [("evt_numbers", "9e15"), ("evt_nonchars", "\"\u{FFFE}\u{FFFE}\u{FFFE}\"")] {
+        let body = padded_payment(id, unit, ",", crate::deps::MAX_BODY_BYTES_LIMIT);
+        let (status, answer) = call(&w, signed(&body)).await;
+        assert_eq!((status, answer["error"].as_str()), (413, Some("body_too_large")), "{id}: {answer}");
+        assert!(
+            answer["message"].as_str().unwrap_or_default().contains("over the queue's limit of 262144"),
+            "{answer}"
+        );
+        let history = w.ledger.history(&RecordKey::intake("stripe", id).pk).await.unwrap();
+        assert!(history.is_empty(), "{id}: a refused event leaves no claim");
+    }
+    assert!(w.queue.sent_to(QUEUE).is_empty());
+}
+
+#[tokio::test]
+async fn characters_sqs_refuses_are_escaped_in_the_envelope_and_the_event_is_unchanged() {
+    let w = world();
+    let payload = serde_json::json!({
+        "id": "evt_chars",
+        "type": "payment_intent.succeeded",
+        "data": {"object": {"name": "a\u{FFFE}b\u{FFFF}c\u{1}d\u{1F600}", "\u{FFFE}": true}},
+    });
+    let (status, answer) = call(&w, signed(&serde_json::to_string(&payload).unwrap())).await;
+    assert_eq!(status, 202, "{answer}");
+    let sent = w.queue.sent_to(QUEUE);
+    assert!(sent[0].body.chars().all(switchyard_common::queue::is_sqs_char), "{:?}", sent[0].body);
+    assert!(sent[0].check().is_ok());
+    assert_eq!(Envelope::from_json(&sent[0].body).unwrap().data, payload);
+}
+
+#[tokio::test]
+async fn an_event_id_or_type_sqs_cannot_carry_does_not_stop_the_event() {
+    let w = world();
+    let payload = serde_json::json!({"id": "evt\u{1}\u{FFFE}", "type": "odd\u{FFFF}type"});
+    let (status, answer) = call(&w, signed(&payload.to_string())).await;
+    assert_eq!(status, 202, "{answer}");
+    assert!(answer["event_id"].as_str().unwrap().starts_with("sha256:"), "hashed like an overlong id: {answer}");
+    let sent = w.queue.sent_to(QUEUE);
+    assert!(sent[0].check().is_ok(), "{:?}", sent[0]);
+    assert_eq!(sent[0].attributes["event_type"], "odd\u{FFFD}type", "attributes are labels: replaced");
+    assert_eq!(Envelope::from_json(&sent[0].body).unwrap().event_type, "odd\u{FFFF}type", "the envelope keeps it");
+}

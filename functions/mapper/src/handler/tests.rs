@@ -197,3 +197,102 @@ async fn a_flow_with_an_ordering_key_sends_through_the_fifo_queue_grouped_by_ent
     assert_eq!(d.ordering_key.as_deref(), Some("cus_ExampleCustomer1"));
     assert_eq!(d.entity_version, Some(1763892000));
 }
+
+/// A flow file written by the test: source `stripe`, destination `crm`, and one flow
+/// per `(name, mapping, extra TOML)`; mapping files are named after their flow.
+fn test_deps(flows: &[(&str, &str, &str)]) -> (Deps, Arc<MemoryQueue>) {
+    let mut text = String::from(
+        "[sources.stripe]\nscheme = \"stripe\"\nevent_id = \"/id\"\nevent_type = \"/type\"\n\n\
+         [destinations.crm]\nbase_url = \"http://127.0.0.1:3001\"\n",
+    );
+    for (name, _, extra) in flows {
+        text.push_str(&format!(
+            "\n[[flows]]\nname = \"{name}\"\nversion = 1\nsource = \"stripe\"\nmapping = \"{name}.jq\"\n\
+             destination = \"crm\"\npath = \"/api/{name}\"\n{extra}\n"
+        ));
+    }
+    let mappings: Vec<(String, String)> =
+        flows.iter().map(|(name, code, _)| (format!("{name}.jq"), (*code).to_owned())).collect();
+    let config = Config::parse("test.toml", &text, |rel| {
+        mappings.iter().find(|(file, _)| file == rel).map(|(_, code)| code.clone()).ok_or_else(|| {
+            switchyard_common::config::ConfigError::Read { path: rel.to_owned(), message: "no such file".into() }
+        })
+    })
+    .unwrap();
+    let (mut deps, queue) = deps();
+    deps.config = Arc::new(config);
+    (deps, queue)
+}
+
+fn stripe_event(id: &str, data: Value) -> String {
+    let mut payload = fixture("stripe/payment_intent.succeeded.json");
+    payload["id"] = json!(id);
+    payload["data"]["object"]["test"] = data;
+    serde_json::to_string(&envelope("stripe", payload)).unwrap()
+}
+
+#[tokio::test]
+async fn a_mapping_that_runs_away_is_parked_naming_the_bound_and_its_neighbours_go_on() {
+    let mapping = "if .data.object.test == \"spin\" then (def f: f; f) else {id: .id} end";
+    let (deps, queue) = test_deps(&[("spin", mapping, "")]);
+    let batch =
+        [stripe_event("evt_a", json!("ok")), stripe_event("evt_b", json!("spin")), stripe_event("evt_c", json!(1))];
+    let r = handle(&deps, sqs_event(&batch)).await;
+    assert!(r.batch_item_failures.is_empty(), "terminal: the runaway record is not retried");
+    let sent: Vec<String> =
+        queue.sent_to(DISPATCH).iter().map(|m| Delivery::from_json(&m.body).unwrap().event_id).collect();
+    assert_eq!(sent, vec!["evt_a", "evt_c"]);
+    let parked = queue.sent_to(DLQ);
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].body, batch[1], "the envelope itself is parked");
+    let reason = &parked[0].attributes["reason"];
+    assert!(reason.contains("ran away") && reason.contains("time limit of 1000 ms"), "{reason}");
+    assert_eq!(parked[0].attributes["event_id"], "evt_b");
+}
+
+#[tokio::test]
+async fn a_delivery_over_the_sqs_limit_is_parked_too_large_and_the_other_flows_still_go() {
+    let big = "{id: .id, blob: (\"x\" * 270000)}";
+    let (deps, queue) = test_deps(&[("small", "{id: .id}", ""), ("big", big, "")]);
+    let event = stripe_event("evt_big", json!(null));
+    let r = handle(&deps, sqs_event(std::slice::from_ref(&event))).await;
+    assert!(r.batch_item_failures.is_empty());
+    let sent = queue.sent_to(DISPATCH);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(Delivery::from_json(&sent[0].body).unwrap().flow, "small");
+    let parked = queue.sent_to(DLQ);
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].body, event, "the envelope is parked, not the oversized delivery");
+    assert_eq!(parked[0].attributes["flow"], "big");
+    assert!(parked[0].attributes["reason"].starts_with("too_large: the mapped delivery is "), "{:?}", parked[0]);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_that_cannot_be_a_header_is_parked_at_mapping_time() {
+    let (deps, queue) =
+        test_deps(&[("keyed", "{id: .id}", "idempotency_key = '.data.object.test'"), ("plain", "{id: .id}", "")]);
+    for (id, key) in [("evt_nl", "two\nlines"), ("evt_utf", "caf\u{e9}")] {
+        let r = handle(&deps, sqs_event(&[stripe_event(id, json!(key))])).await;
+        assert!(r.batch_item_failures.is_empty());
+    }
+    let parked = queue.sent_to(DLQ);
+    assert_eq!(parked.len(), 2);
+    for p in &parked {
+        assert_eq!(p.attributes["reason"], "idempotency key is not a valid HTTP header value");
+        assert_eq!(p.attributes["flow"], "keyed");
+    }
+    let sent: Vec<String> =
+        queue.sent_to(DISPATCH).iter().map(|m| Delivery::from_json(&m.body).unwrap().flow).collect();
+    assert_eq!(sent, vec!["plain", "plain"], "the flow without the key still delivers");
+}
+
+#[tokio::test]
+async fn deliveries_carry_characters_sqs_refuses_escaped_and_unchanged() {
+    let (deps, queue) = test_deps(&[("echo", "{id: .id, text: .data.object.test}", "")]);
+    let text = "nonchar \u{FFFE}\u{FFFF} control \u{1} astral \u{1F600}";
+    handle(&deps, sqs_event(&[stripe_event("evt_chars", json!(text))])).await;
+    let sent = queue.sent_to(DISPATCH);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].body.chars().all(switchyard_common::queue::is_sqs_char), "{:?}", sent[0].body);
+    assert_eq!(Delivery::from_json(&sent[0].body).unwrap().body["text"], text);
+}
