@@ -60,6 +60,8 @@ impl DlqName {
 pub enum DlqError {
     #[error("cannot read {queue}: {message}")]
     Sqs { queue: String, message: String },
+    #[error("interrupted; every message received so far was made visible again")]
+    Interrupted,
 }
 
 fn sqs_error<E: std::error::Error + 'static, R: std::fmt::Debug>(
@@ -103,7 +105,10 @@ pub struct Scan {
 /// Receives every message of `url`, then makes all of them visible again.
 pub async fn scan(sqs: &aws_sdk_sqs::Client, dlq: DlqName, url: &str) -> Result<Scan, DlqError> {
     let mut handles = Vec::new();
-    let scanned = receive_all(sqs, dlq, url, &mut handles).await;
+    let scanned = tokio::select! {
+        scanned = receive_all(sqs, dlq, url, &mut handles) => scanned,
+        _ = tokio::signal::ctrl_c() => Err(DlqError::Interrupted),
+    };
     // Whatever happened above, nothing stays invisible because of this command.
     let reset = make_visible(sqs, url, &handles).await;
     let mut scan = scanned?;

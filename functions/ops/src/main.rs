@@ -2,7 +2,7 @@
 //! "Operating switchyard").
 //!
 //! Exit codes: 0 done, 1 nothing found, 2 bad arguments, 3 AWS or the flow file
-//! unavailable.
+//! unavailable, 130 interrupted (Ctrl-C).
 //!
 //! Uses the same environment as the functions: `SWITCHYARD_STAGE` (or `--stage`),
 //! `SWITCHYARD_LEDGER_TABLE` (default `switchyard-{stage}-ledger`), `SWITCHYARD_CONFIG`,
@@ -28,6 +28,8 @@ mod exit {
     pub const USAGE: u8 = 2;
     /// The ledger, a queue or the flow file could not be read.
     pub const UNAVAILABLE: u8 = 3;
+    /// Ctrl-C: stopped cleanly (a listing made every message visible again first).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 #[derive(Debug, Parser)]
@@ -122,9 +124,10 @@ async fn scan_dlqs(stage: &Stage, chosen: &[DlqName]) -> Result<(Vec<Parked>, u6
             let e = aws_sdk_sqs::error::DisplayErrorContext(e);
             Failure(exit::UNAVAILABLE, format!("no queue {queue}: {e} (is AWS_ENDPOINT_URL or --stage right?)"))
         })?;
-        let scan = dlq::scan(&sqs, name, url.queue_url().unwrap_or_default())
-            .await
-            .map_err(|e| Failure(exit::UNAVAILABLE, e.to_string()))?;
+        let scan = dlq::scan(&sqs, name, url.queue_url().unwrap_or_default()).await.map_err(|e| match e {
+            dlq::DlqError::Interrupted => Failure(exit::INTERRUPTED, e.to_string()),
+            e => Failure(exit::UNAVAILABLE, e.to_string()),
+        })?;
         messages.extend(scan.messages);
         unseen += scan.unseen;
     }
