@@ -1,3 +1,4 @@
-//! The operator CLI's logic: turning ledger records into a timeline.
+//! The operator CLI's logic: ledger records as a timeline, DLQ listings.
 
+pub mod dlq;
 pub mod trace;
