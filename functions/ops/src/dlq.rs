@@ -373,7 +373,7 @@ pub fn render_list_text(messages: &[Parked], unseen: u64) -> String {
 /// credentials, e-mail addresses, phone and card numbers, a flow's sensitive fields).
 pub fn render_show(m: &Parked) -> Value {
     let text = serde_json::from_str::<Value>(&m.body).map(|b| b.to_string()).unwrap_or_else(|_| m.body.clone());
-    let redacted = switchyard_common::auth::redact::redact(&text);
+    let redacted = switchyard_common::redact::redact(&text);
     let mut v = summary_json(m);
     v["attributes"] = json!(m.attributes);
     v["body"] = serde_json::from_str(&redacted).unwrap_or(Value::String(redacted.into_owned()));
