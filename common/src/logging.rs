@@ -171,14 +171,13 @@ where
         .finish()
 }
 
-/// Lines logged under the production subscriber, kept in memory (for unit tests).
-#[cfg(test)]
-pub(crate) mod capture {
+/// Lines logged under the production subscriber, kept in memory (for tests).
+pub mod capture {
     use std::io::Write;
     use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]
-    pub(crate) struct Buffer(Arc<Mutex<Vec<u8>>>);
+    pub struct Buffer(Arc<Mutex<Vec<u8>>>);
 
     impl Write for Buffer {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -193,14 +192,25 @@ pub(crate) mod capture {
 
     impl Buffer {
         /// The production subscriber, writing into this buffer.
-        pub(crate) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+        pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
             let writer = self.clone();
             super::subscriber(move || writer.clone())
         }
 
-        pub(crate) fn lines(&self) -> Vec<String> {
-            let text = String::from_utf8(self.0.lock().unwrap().clone()).expect("UTF-8 lines");
-            text.lines().map(str::to_owned).collect()
+        /// Everything logged so far.
+        pub fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).expect("UTF-8 lines")
+        }
+
+        pub fn lines(&self) -> Vec<String> {
+            self.text().lines().map(str::to_owned).collect()
+        }
+
+        /// Makes this buffer the process's log sink (the production format and
+        /// redaction), as `runtime::init_logging` does for stdout.
+        pub fn install(&self) {
+            let writer = self.clone();
+            crate::runtime::init_logging_to(move || writer.clone());
         }
     }
 }

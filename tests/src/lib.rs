@@ -161,6 +161,12 @@ impl LocalAws {
 
     /// Visible plus in-flight messages.
     pub async fn depth(&self, queue_url: &str) -> u64 {
+        let (visible, in_flight) = self.visible_and_in_flight(queue_url).await;
+        visible + in_flight
+    }
+
+    /// Messages visible, and messages received and not yet deleted or made visible.
+    pub async fn visible_and_in_flight(&self, queue_url: &str) -> (u64, u64) {
         let out = self
             .sqs()
             .get_queue_attributes()
@@ -171,10 +177,11 @@ impl LocalAws {
             .await
             .expect("queue attributes");
         let attrs = out.attributes().cloned().unwrap_or_default();
-        [QueueAttributeName::ApproximateNumberOfMessages, QueueAttributeName::ApproximateNumberOfMessagesNotVisible]
-            .iter()
-            .map(|k| attrs.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
-            .sum()
+        let n = |k: QueueAttributeName| attrs.get(&k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        (
+            n(QueueAttributeName::ApproximateNumberOfMessages),
+            n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
     }
 
     /// Every queue of the stack, with its depth.
@@ -315,6 +322,17 @@ impl World {
         self.post("stripe", body.as_bytes(), headers).await
     }
 
+    /// The events (the body's `event`) the destination received at `path`, in arrival
+    /// order, with the status it answered.
+    pub fn sent_to(&self, path: &str) -> Vec<(String, u16)> {
+        self.sink
+            .received()
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| (r.body["event"].as_str().unwrap_or_default().to_owned(), r.answered))
+            .collect()
+    }
+
     pub async fn post_stripe(&self, body: &str) -> (u16, Value) {
         self.post_stripe_at(body, &local_secret("source/stripe"), now_ms() / 1000).await
     }
@@ -344,6 +362,15 @@ pub fn stripe_payment(event_id: &str) -> Value {
     let mut v: Value = serde_json::from_str(&fixture("stripe/payment_intent.succeeded.json")).expect("fixture JSON");
     v["id"] = Value::String(event_id.to_owned());
     v
+}
+
+/// A delivery of an ordered flow: grouped by `group`, sent to `/{group}`, its body
+/// naming the event (see [`World::sent_to`]).
+pub fn ordered_delivery(event_id: &str, group: &str) -> switchyard_common::envelope::Delivery {
+    let mut d = delivery(event_id, serde_json::json!({"event": event_id}));
+    d.ordering_key = Some(group.to_owned());
+    d.path = format!("/{group}");
+    d
 }
 
 /// A delivery for the example flow, as the mapper would build it.

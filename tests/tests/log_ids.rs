@@ -11,14 +11,13 @@
 //! dispatch queue that is not a delivery at all (parked from the batch layer's span).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageAttributeValue;
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 use switchyard_common::envelope::Delivery;
+use switchyard_common::logging::capture::Buffer;
 use switchyard_common::runtime::now_ms;
 use switchyard_common::signature::{sign, Scheme, SigningSecret};
 use switchyard_e2e::{eventually, fixture, local_secret, settle, stripe_payment, World};
@@ -27,20 +26,6 @@ use switchyard_local::sink::Reply;
 const WAIT: Duration = Duration::from_secs(30);
 const FLOW: &str = "stripe-payment-to-crm-contact";
 const DESTINATION: &str = "crm";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn idempotency_key(event_id: &str) -> String {
     Delivery::default_key("stripe", event_id, FLOW, 1)
@@ -66,9 +51,8 @@ async fn post_with_correlation_id(w: &World, event: &Value, correlation_id: &str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_line_logged_while_handling_a_record_carries_its_correlation_id_event_id_source_flow_and_destination() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    switchyard_common::runtime::init_logging_to(move || writer.clone());
+    let captured = Buffer::default();
+    captured.install();
     let w = World::start().await;
     // event id → the correlation ids of its requests, the accepted one first.
     let mut correlation: HashMap<String, Vec<String>> = HashMap::new();
@@ -123,7 +107,7 @@ async fn every_line_logged_while_handling_a_record_carries_its_correlation_id_ev
     assert!(eventually(WAIT, async || w.aws.depth(dispatch_dlq).await == 1).await, "malformed delivery not parked");
     settle(Duration::from_secs(1)).await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).expect("UTF-8 log lines");
+    let logs = captured.text();
     let lines: Vec<Value> = logs
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not a JSON log line: {l}")))

@@ -2,7 +2,6 @@
 //! reasons, copies of one delivery count once, filters select, and the queues are left
 //! exactly as they were: nothing lost, nothing left invisible.
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use switchyard_common::batch::parked_message;
 use switchyard_common::failure::Failure;
 use switchyard_common::queue::{OutboundMessage, Queue, SqsQueue};
@@ -14,21 +13,6 @@ fn parked(delivery_id: &str, flow: &str, reason: &str) -> OutboundMessage {
         .attribute("delivery_id", delivery_id)
         .attribute("flow", flow)
         .attribute("destination", "crm")
-}
-
-async fn visible_and_hidden(aws: &LocalAws, url: &str) -> (u64, u64) {
-    let out = aws
-        .sqs()
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .unwrap();
-    let a = out.attributes().cloned().unwrap_or_default();
-    let n = |k: QueueAttributeName| a.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
-    (n(QueueAttributeName::ApproximateNumberOfMessages), n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,7 +28,7 @@ async fn listing_a_dlq_shows_each_parked_delivery_once_with_its_reason_and_leave
     // A worker died between the DLQ send and the delete: a second copy of evt_0.
     messages.push(parked("stripe:evt_0:f:v1", "f", "HTTP 400 from crm"));
     SqsQueue::new(aws.sqs()).send_all(&url, &messages).await.unwrap();
-    assert_eq!(visible_and_hidden(&aws, &url).await, (24, 0));
+    assert_eq!(aws.visible_and_in_flight(&url).await, (24, 0));
 
     let scan = dlq::scan(&aws.sqs(), DlqName::Dispatch, &url).await.unwrap();
     assert_eq!(scan.messages.len(), 24);
@@ -59,7 +43,7 @@ async fn listing_a_dlq_shows_each_parked_delivery_once_with_its_reason_and_leave
     assert_eq!(selected.len(), 4);
     assert!(selected.iter().all(|m| m.attribute("reason") == Some("HTTP 400 from crm")));
 
-    assert_eq!(visible_and_hidden(&aws, &url).await, (24, 0), "the listing left messages invisible or lost some");
+    assert_eq!(aws.visible_and_in_flight(&url).await, (24, 0), "the listing left messages invisible or lost some");
     // And the same listing again sees the same thing.
     assert_eq!(dlq::dedupe(dlq::scan(&aws.sqs(), DlqName::Dispatch, &url).await.unwrap().messages).len(), 23);
 }
@@ -81,5 +65,5 @@ async fn a_fifo_dlq_listing_says_how_many_messages_it_could_not_see_behind_a_gro
     let scan = dlq::scan(&aws.sqs(), DlqName::DispatchFifo, &url).await.unwrap();
     assert_eq!(scan.messages.len() as u64 + scan.unseen, 13);
     assert!(!scan.messages.is_empty());
-    assert_eq!(visible_and_hidden(&aws, &url).await, (13, 0));
+    assert_eq!(aws.visible_and_in_flight(&url).await, (13, 0));
 }

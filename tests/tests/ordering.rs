@@ -6,24 +6,17 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchyard_common::envelope::Delivery;
 use switchyard_common::ledger::Status;
-use switchyard_e2e::{delivery, eventually, settle, stripe_payment, World};
+use switchyard_e2e::{eventually, ordered_delivery, settle, stripe_payment, World};
 use switchyard_local::sink::Reply;
 
 fn ordered(event_id: &str, group: &str, version: i64) -> Delivery {
-    let mut d = delivery(event_id, json!({"event": event_id}));
-    d.ordering_key = Some(group.to_owned());
+    let mut d = ordered_delivery(event_id, group);
     d.entity_version = Some(version);
-    d.path = format!("/{group}");
     d
 }
 
 fn bodies_at(w: &World, path: &str) -> Vec<(String, u16)> {
-    w.sink
-        .received()
-        .iter()
-        .filter(|r| r.path == path)
-        .map(|r| (r.body["event"].as_str().unwrap_or_default().to_owned(), r.answered))
-        .collect()
+    w.sent_to(path)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,38 +11,17 @@
 //! redaction depends on. This binary holds a single test, so the capture holds only
 //! its own pipeline's lines.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard_common::config::{Signing, SigningScheme};
+use switchyard_common::logging::capture::Buffer;
 use switchyard_common::redact;
 use switchyard_e2e::{eventually, local_secret, settle, stripe_payment, World};
 use switchyard_local::sink::Reply;
 
 const WAIT: Duration = Duration::from_secs(30);
 const SIGNING_SECRET: &str = "whsec_cmVkYWN0aW9uLXRlc3Qtc2lnbmluZy1rZXk=";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).expect("log lines are UTF-8")
-    }
-}
 
 /// A payment carrying personal data in the places real payloads do.
 fn private_payment(event_id: &str) -> Value {
@@ -58,9 +37,8 @@ fn private_payment(event_id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_run_with_secrets_and_personal_data_logs_none_of_them() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    switchyard_common::runtime::init_logging_to(move || writer.clone());
+    let captured = Buffer::default();
+    captured.install();
     // The flow-level `sensitive = [...]` list is not wired to config yet; this is
     // what its cold-start registration would do for the customer's name.
     redact::register_sensitive_field("name");

@@ -8,28 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use switchyard_common::envelope::Delivery;
 use switchyard_common::ledger::Status;
-use switchyard_e2e::{config_for, delivery, eventually, settle, LocalAws, World};
+use switchyard_e2e::{config_for, delivery, eventually, ordered_delivery, settle, LocalAws, World};
 use switchyard_local::pipeline::Deps;
 use switchyard_local::sink::{Reply, Sink};
-
-fn ordered(event_id: &str, group: &str) -> Delivery {
-    let mut d = delivery(event_id, json!({"event": event_id}));
-    d.ordering_key = Some(group.to_owned());
-    d.path = format!("/{group}");
-    d
-}
-
-/// Requests the destination received per event, in arrival order.
-fn sent(w: &World, path: &str) -> Vec<(String, u16)> {
-    w.sink
-        .received()
-        .iter()
-        .filter(|r| r.path == path)
-        .map(|r| (r.body["event"].as_str().unwrap_or_default().to_owned(), r.answered))
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifo_head_failing_seven_times_leaves_its_followers_untried_in_order_and_charged_only_their_own_sends() {
@@ -42,16 +24,16 @@ async fn a_fifo_head_failing_seven_times_leaves_its_followers_untried_in_order_a
     w.sink.script(std::iter::repeat_n(Reply::Status(503), 7));
     let fifo = w.aws.stack.dispatch_fifo_queue_url.clone();
     let group = ["head", "f1", "f2", "f3", "f4"];
-    w.aws.enqueue_deliveries(&fifo, &group.map(|e| ordered(e, "g"))).await;
+    w.aws.enqueue_deliveries(&fifo, &group.map(|e| ordered_delivery(e, "g"))).await;
 
     let done =
-        eventually(Duration::from_secs(90), async || sent(&w, "/g").iter().filter(|(_, s)| *s == 201).count() == 5);
-    assert!(done.await, "the group never finished: {:?}", sent(&w, "/g"));
+        eventually(Duration::from_secs(90), async || w.sent_to("/g").iter().filter(|(_, s)| *s == 201).count() == 5);
+    assert!(done.await, "the group never finished: {:?}", w.sent_to("/g"));
     settle(Duration::from_secs(1)).await;
 
     let mut expected: Vec<(String, u16)> = vec![("head".into(), 503); 7];
     expected.extend(group.iter().map(|e| (e.to_string(), 201)));
-    assert_eq!(sent(&w, "/g"), expected, "the destination saw the group out of order or a follower early");
+    assert_eq!(w.sent_to("/g"), expected, "the destination saw the group out of order or a follower early");
     assert_eq!(w.aws.depth(&w.aws.stack.dispatch_fifo_dlq_url).await, 0, "a follower was parked untried");
     assert_eq!(w.aws.depth(&fifo).await, 0);
 
