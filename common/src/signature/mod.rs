@@ -25,7 +25,9 @@ use std::fmt;
 #[serde(tag = "scheme", rename_all = "snake_case")]
 pub enum Scheme {
     Stripe,
+    /// A preset of [`Scheme::Hmac`] (see `github.rs`).
     Github,
+    /// A preset of [`Scheme::Hmac`] (see `shopify.rs`).
     Shopify,
     StandardWebhooks,
     Hmac(HmacScheme),
@@ -163,8 +165,8 @@ pub fn verify(
     let clock = Clock { now: now_unix, tolerance: tolerance_secs.max(0) };
     match scheme {
         Scheme::Stripe => stripe::verify(headers, body, &keys, clock),
-        Scheme::Github => github::verify(headers, body, &keys),
-        Scheme::Shopify => shopify::verify(headers, body, &keys),
+        Scheme::Github => github::GITHUB.verify(headers, body, &keys, clock),
+        Scheme::Shopify => shopify::SHOPIFY.verify(headers, body, &keys, clock),
         Scheme::StandardWebhooks => standard::verify(headers, body, &keys, clock),
         Scheme::Hmac(config) => config.verify(headers, body, &keys, clock),
     }
@@ -182,8 +184,8 @@ pub fn sign(
     let key = scheme.keys(std::slice::from_ref(secret))?.pop().ok_or(SignatureError::NoSecrets)?;
     match scheme {
         Scheme::Stripe => stripe::sign(&key, body, timestamp),
-        Scheme::Github => github::sign(&key, body, id),
-        Scheme::Shopify => shopify::sign(&key, body, id),
+        Scheme::Github => github::GITHUB.sign(&key, body, timestamp, id),
+        Scheme::Shopify => shopify::SHOPIFY.sign(&key, body, timestamp, id),
         Scheme::StandardWebhooks => standard::sign(&key, body, timestamp, id),
         Scheme::Hmac(config) => config.sign(&key, body, timestamp, id),
     }
