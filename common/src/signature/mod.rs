@@ -8,6 +8,8 @@
 
 mod github;
 mod hmac;
+#[cfg(test)]
+mod properties;
 mod shopify;
 mod standard;
 mod stripe;
