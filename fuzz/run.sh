@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 FUZZ_RUNS=${FUZZ_RUNS:-1000000}
 FUZZ_MAX_SECS=${FUZZ_MAX_SECS:-0}
 FUZZ_TIMEOUT=${FUZZ_TIMEOUT:-30}
-FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-fuzz/target}
+FUZZ_TARGET_DIR=$(realpath -m "${FUZZ_TARGET_DIR:-fuzz/target}")
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "make fuzz: the nightly toolchain is missing (cargo-fuzz needs it): rustup toolchain install nightly" >&2
@@ -67,9 +67,10 @@ for target in $targets; do
   echo "fuzzing $target: $FUZZ_RUNS runs${FUZZ_MAX_SECS:+, at most ${FUZZ_MAX_SECS}s} (log $logs/$target.log)"
   start=$SECONDS
   status=0
-  fuzz run "${build_flags[@]}" "$target" "$scratch/$target" "fuzz/corpus/$target" -- \
+  # cargo-fuzz writes crashes to fuzz/artifacts/<target>/ itself.
+  fuzz run "${build_flags[@]}" "$target" "$scratch/$target" "$PWD/fuzz/corpus/$target" -- \
     -runs="$FUZZ_RUNS" -max_total_time="$FUZZ_MAX_SECS" -timeout="$FUZZ_TIMEOUT" \
-    -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$target/" >"$logs/$target.log" 2>&1 || status=$?
+    -print_final_stats=1 >"$logs/$target.log" 2>&1 || status=$?
   secs=$((SECONDS - start))
   # libFuzzer's final statistics; "Done N runs in S second(s)" when it ran out its
   # runs or its time, the stat:: lines in every case.
