@@ -3,6 +3,7 @@
 #   make run          moto + the local runner on http://127.0.0.1:3000/hooks/{source}
 #   make test         IaC lint/scan, fmt, clippy, cargo test, Lambda runtime smoke test
 #   make soak         chaos soak: SOAK_EVENTS (10000) events, runner SIGKILLed twice, flaky destination; prints the tally
+#   make fuzz         every cargo-fuzz target for FUZZ_RUNS iterations (nightly; FUZZ_MAX_SECS caps each)
 #   make stack-up     moto on ENDPOINT (http://127.0.0.1:4566) with queues, table, secrets (.local/stack.json)
 #   make stack-down   stop it
 #
@@ -48,7 +49,7 @@ if [ -f $(MOTO_PID) ]; then \
 fi
 endef
 
-.PHONY: help venv venv-checkov stack-up stack-down run test lint-iac lambda-smoke soak bench build clean-local
+.PHONY: help venv venv-checkov stack-up stack-down run test lint-iac lambda-smoke soak bench fuzz build clean-local
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -153,6 +154,15 @@ bench:
 soak: $(VENV)/.stamp
 	cargo build -p switchyard-e2e --bins
 	SWITCHYARD_VENV=$(CURDIR)/$(VENV) $(AWS_TEST_ENV) $(TARGET_DIR)/debug/soak
+
+# Nightly + cargo-fuzz (installed by the script if missing). Prints iterations,
+# execs/s and crashes per target; a crash lands in fuzz/artifacts/<target>/ and is
+# replayed by `make test` once committed. FUZZ_MAX_SECS=0 means no time cap.
+FUZZ_RUNS ?= 1000000
+FUZZ_MAX_SECS ?= 0
+
+fuzz:
+	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_MAX_SECS=$(FUZZ_MAX_SECS) fuzz/run.sh
 
 # Zips for the host architecture (target/lambda/<name>/bootstrap.zip). For AWS
 # the functions are arm64: build on a machine with the aarch64-unknown-linux-gnu

@@ -94,4 +94,52 @@ mod tests {
         assert_eq!(as_visibility_secs(Duration::ZERO), 0);
         assert_eq!(as_visibility_secs(Duration::from_secs(10 * 86_400)), 43_200);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn policies() -> impl Strategy<Value = RetryPolicy> {
+            // Up to and beyond SQS's 12-hour visibility limit, as a flow file may ask.
+            (1u32..20, 0u64..100_000, 0u64..100_000_000).prop_map(|(max_attempts, base, extra)| RetryPolicy {
+                max_attempts,
+                base_delay_ms: base,
+                max_delay_ms: base + extra,
+                max_age_secs: 3600,
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn backoff_delays_never_shrink_from_one_attempt_to_the_next(policy in policies(), seed in any::<u64>()) {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let delays: Vec<Duration> = (1..=40).map(|a| delay(&policy, a, None, &mut rng)).collect();
+                prop_assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{:?}", delays);
+            }
+
+            #[test]
+            fn backoff_delays_never_exceed_the_cap(policy in policies(), attempt in 0u32..=u32::MAX, seed in any::<u64>()) {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let cap = Duration::from_millis(policy.max_delay_ms).min(MAX_VISIBILITY);
+                let d = delay(&policy, attempt, None, &mut rng);
+                prop_assert!(d <= cap, "{:?} above {:?}", d, cap);
+                prop_assert!(d <= ceiling(&policy, attempt));
+            }
+
+            #[test]
+            fn retry_after_raises_a_delay_but_never_past_what_sqs_takes(
+                policy in policies(),
+                attempt in 1u32..40,
+                after_ms in 0u64..100_000_000,
+                seed in any::<u64>(),
+            ) {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let after = Duration::from_millis(after_ms);
+                let d = delay(&policy, attempt, Some(after), &mut rng);
+                prop_assert!(d >= after.min(MAX_VISIBILITY) && d <= MAX_VISIBILITY, "{:?}", d);
+            }
+        }
+    }
 }

@@ -52,7 +52,9 @@ impl<'a> Scan<'a> {
         let mut inside = !json;
         let mut i = 0;
         while i < n {
-            if inside && b[i] == b'\\' && i + 1 < n {
+            // Escape sequences exist only in JSON strings: in plain text a backslash
+            // is a character like any other, and must not hide what follows it.
+            if json && inside && b[i] == b'\\' && i + 1 < n {
                 let len = if b[i + 1] == b'u' { 6 } else { 2 }.min(n - i);
                 esc_start[i] = true;
                 for j in i..i + len {

@@ -205,6 +205,15 @@ fn text_that_is_not_json_is_masked_too() {
 }
 
 #[test]
+fn a_secret_after_a_backslash_in_text_that_is_not_json_is_masked() {
+    // Found by the redaction property test: the backslash was read as starting a
+    // JSON escape, which took the secret's first character and left it unmasked.
+    let r = Redactor::new().with_secret("+=++__");
+    assert_eq!(r.redact("plain \\+=++__ text"), "plain \\[redacted:secret] text");
+    assert_eq!(r.redact("C:\\jane@example.com"), "C:\\[redacted:email]");
+}
+
+#[test]
 fn luhn_is_the_standard_check() {
     assert!(luhn("79927398713"));
     assert!(!luhn("79927398710"));

@@ -1,35 +1,25 @@
 //! GitHub: `X-Hub-Signature-256: sha256=<hex>`, HMAC-SHA256 over the raw body; the
 //! delivery id rides in `X-GitHub-Delivery`. There is no signed timestamp, so the
 //! ledger's deduplication on the delivery id is what stops a replay.
+//!
+//! A preset of the generic scheme: GitHub's signature is exactly what an
+//! [`HmacScheme`] with these headers, this prefix and hex describes.
 
-use super::{header_value, matching_key, optional, required, tag, Key, SignatureError, Verified};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use super::{Encoding, HmacScheme};
+use std::sync::LazyLock;
 
-const SIGNATURE: &str = "X-Hub-Signature-256";
-const DELIVERY: &str = "X-GitHub-Delivery";
-
-pub(super) fn verify(headers: &HeaderMap, body: &[u8], keys: &[Key]) -> Result<Verified, SignatureError> {
-    let malformed = |reason| SignatureError::MalformedHeader(SIGNATURE.to_owned(), reason);
-    let signature = required(headers, SIGNATURE)?.strip_prefix("sha256=").ok_or(malformed("no sha256= prefix"))?;
-    let signature = hex::decode(signature).ok().filter(|s| !s.is_empty()).ok_or(malformed("signature is not hex"))?;
-    let event_id = optional(headers, DELIVERY)?.map(str::to_owned);
-    let key_index = matching_key(keys, &[body], &[signature]).ok_or(SignatureError::Mismatch)?;
-    Ok(Verified { event_id, timestamp: None, key_index })
-}
-
-pub(super) fn sign(key: &Key, body: &[u8], id: &str) -> Result<Vec<(HeaderName, HeaderValue)>, SignatureError> {
-    let signature = format!("sha256={}", hex::encode(tag(key, &[body])));
-    let mut headers = vec![(HeaderName::from_static("x-hub-signature-256"), header_value(SIGNATURE, &signature)?)];
-    if !id.is_empty() {
-        headers.push((HeaderName::from_static("x-github-delivery"), header_value(DELIVERY, id)?));
-    }
-    Ok(headers)
-}
+pub(super) static GITHUB: LazyLock<HmacScheme> = LazyLock::new(|| HmacScheme {
+    header: "X-Hub-Signature-256".to_owned(),
+    prefix: "sha256=".to_owned(),
+    encoding: Encoding::Hex,
+    timestamp_header: None,
+    id_header: Some("X-GitHub-Delivery".to_owned()),
+});
 
 #[cfg(test)]
 mod tests {
-    use super::super::{header_map, secrets, sign, verify, Scheme, SigningSecret};
-    use super::*;
+    use super::super::{header_map, secrets, sign, verify, Scheme, SignatureError, SigningSecret, Verified};
+    use http::{HeaderMap, HeaderValue};
 
     // GitHub's documented example ("Validating webhook deliveries").
     const SECRET: &str = "It's a Secret to Everybody";

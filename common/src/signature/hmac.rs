@@ -1,7 +1,7 @@
 //! HMAC-SHA256: the keyed MAC every scheme computes, and the generic scheme for
 //! providers without one of their own, where the signature header, its prefix and
 //! encoding, an optional signed timestamp and an optional event id header are all
-//! configuration.
+//! configuration. GitHub and Shopify are presets of it (`github.rs`, `shopify.rs`).
 
 use super::{header_value, optional, parse_unix, required, Clock, SignatureError, Verified};
 use ::hmac::{Hmac, Mac};

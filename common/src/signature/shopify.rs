@@ -1,37 +1,24 @@
 //! Shopify: `X-Shopify-Hmac-Sha256: <base64>`, HMAC-SHA256 over the raw body with
 //! the app's client secret; the event id rides in `X-Shopify-Webhook-Id`. No signed
 //! timestamp, so replays are stopped by deduplicating on the webhook id.
+//!
+//! A preset of the generic scheme: no prefix, base64, these two headers.
 
-use super::{header_value, matching_key, optional, required, tag, Key, SignatureError, Verified};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use super::{Encoding, HmacScheme};
+use std::sync::LazyLock;
 
-const SIGNATURE: &str = "X-Shopify-Hmac-Sha256";
-const WEBHOOK_ID: &str = "X-Shopify-Webhook-Id";
-
-pub(super) fn verify(headers: &HeaderMap, body: &[u8], keys: &[Key]) -> Result<Verified, SignatureError> {
-    let signature = STANDARD
-        .decode(required(headers, SIGNATURE)?)
-        .map_err(|_| SignatureError::MalformedHeader(SIGNATURE.to_owned(), "signature is not base64"))?;
-    let event_id = optional(headers, WEBHOOK_ID)?.map(str::to_owned);
-    let key_index = matching_key(keys, &[body], &[signature]).ok_or(SignatureError::Mismatch)?;
-    Ok(Verified { event_id, timestamp: None, key_index })
-}
-
-pub(super) fn sign(key: &Key, body: &[u8], id: &str) -> Result<Vec<(HeaderName, HeaderValue)>, SignatureError> {
-    let signature = STANDARD.encode(tag(key, &[body]));
-    let mut headers = vec![(HeaderName::from_static("x-shopify-hmac-sha256"), header_value(SIGNATURE, &signature)?)];
-    if !id.is_empty() {
-        headers.push((HeaderName::from_static("x-shopify-webhook-id"), header_value(WEBHOOK_ID, id)?));
-    }
-    Ok(headers)
-}
+pub(super) static SHOPIFY: LazyLock<HmacScheme> = LazyLock::new(|| HmacScheme {
+    header: "X-Shopify-Hmac-Sha256".to_owned(),
+    prefix: String::new(),
+    encoding: Encoding::Base64,
+    timestamp_header: None,
+    id_header: Some("X-Shopify-Webhook-Id".to_owned()),
+});
 
 #[cfg(test)]
 mod tests {
-    use super::super::{header_map, secrets, sign, verify, Scheme, SigningSecret};
-    use super::*;
+    use super::super::{header_map, secrets, sign, verify, Scheme, SignatureError, SigningSecret, Verified};
+    use http::{HeaderMap, HeaderValue};
 
     // Shopify publishes no fixed vector; this one was computed independently with
     // Python: base64.b64encode(hmac.new(SECRET, BODY, sha256).digest()).

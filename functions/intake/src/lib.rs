@@ -1,6 +1,7 @@
 //! intake: API Gateway → verified, deduplicated CloudEvents envelope on the ingest queue.
 
 mod deps;
+pub mod fuzz_entry;
 mod handler;
 mod respond;
 
