@@ -40,7 +40,7 @@ pub struct Settings {
     pub faults: Faults,
     /// Posts in flight at once.
     pub concurrency: usize,
-    /// Posting pauses while the ingest queue holds more than this: moto's queues slow
+    /// Posting pauses while the ingest and dispatch queues hold more than this: moto's queues slow
     /// down with their length (2,000 events went at 2.7/s with a backlog of over a
     /// thousand), and the soak is about accounting, not about moto's limits.
     pub max_backlog: u64,
@@ -167,7 +167,9 @@ pub async fn run(settings: &Settings) -> Result<Tally, String> {
             );
         }
         if k % 50 == 0 {
-            while aws.depth(&stack.ingest_queue_url).await > settings.max_backlog {
+            while aws.depth(&stack.ingest_queue_url).await + aws.depth(&stack.dispatch_queue_url).await
+                > settings.max_backlog
+            {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
