@@ -22,4 +22,6 @@ async fn a_small_soak_with_a_killed_runner_accounts_for_every_event() {
     let tally = soak::run(&settings).await.expect("the soak ran");
     print!("{}", tally.report);
     assert!(tally.passed(), "the soak found unaccounted events or wrong answers:\n{}", tally.report);
+    // Kept when the test fails: the runner's logs are the evidence.
+    let _ = std::fs::remove_dir_all(&settings.work_dir);
 }
