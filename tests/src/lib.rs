@@ -220,12 +220,7 @@ impl LocalAws {
                 break;
             }
             for m in r.messages() {
-                let attributes = m
-                    .message_attributes()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|(k, v)| Some((k.clone(), v.string_value()?.to_owned())))
-                    .collect();
+                let attributes = switchyard_ops::dlq::string_attributes(m).into_iter().collect();
                 out.push(DlqMessage { body: m.body().unwrap_or_default().to_owned(), attributes });
             }
         }

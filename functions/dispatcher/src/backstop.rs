@@ -7,6 +7,19 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use switchyard_common::budget;
 use switchyard_common::config::Config;
 
+/// The dispatcher's cold-start checks, for its `main` and the local runner alike: one
+/// delivery's worst case fits `function_timeout`, and no retry budget reaches the
+/// redrive backstop of `queue_urls`.
+pub async fn check_budgets(
+    sqs: &aws_sdk_sqs::Client,
+    config: &Config,
+    function_timeout: std::time::Duration,
+    queue_urls: &[&str],
+) -> Result<(), String> {
+    budget::check_function_timeout(config, function_timeout).map_err(|e| e.to_string())?;
+    check(sqs, config, queue_urls).await
+}
+
 /// Reads each queue's `RedrivePolicy` and checks every destination's budget against it.
 pub async fn check(sqs: &aws_sdk_sqs::Client, config: &Config, queue_urls: &[&str]) -> Result<(), String> {
     for url in queue_urls {

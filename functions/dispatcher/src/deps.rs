@@ -61,11 +61,11 @@ impl Deps {
         let timeout = env("SWITCHYARD_DISPATCHER_TIMEOUT_SECS")?
             .parse::<u64>()
             .map_err(|_| "SWITCHYARD_DISPATCHER_TIMEOUT_SECS must be a whole number of seconds".to_owned())?;
-        budget::check_function_timeout(&config, Duration::from_secs(timeout)).map_err(|e| e.to_string())?;
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let dispatch_queue_url = env("SWITCHYARD_DISPATCH_QUEUE_URL")?;
         let dispatch_fifo_queue_url = env("SWITCHYARD_DISPATCH_FIFO_QUEUE_URL")?;
-        crate::backstop::check(&sqs, &config, &[&dispatch_queue_url, &dispatch_fifo_queue_url]).await?;
+        let queues = [dispatch_queue_url.as_str(), dispatch_fifo_queue_url.as_str()];
+        crate::backstop::check_budgets(&sqs, &config, Duration::from_secs(timeout), &queues).await?;
         Ok(Self {
             settings: Settings::for_config(&config),
             config: Arc::new(config),

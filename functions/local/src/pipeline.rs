@@ -30,11 +30,10 @@ impl Deps {
     /// the same cold-start checks (the dispatcher's timeout and the queues' redrive
     /// backstop against every destination's budget).
     pub async fn new(sdk: &aws_config::SdkConfig, stack: &Stack, config: Arc<Config>) -> Result<Self, String> {
-        switchyard_common::budget::check_function_timeout(&config, Duration::from_secs(stack.dispatcher_timeout_secs))
-            .map_err(|e| e.to_string())?;
-        switchyard_dispatcher::backstop::check(
+        switchyard_dispatcher::backstop::check_budgets(
             &aws_sdk_sqs::Client::new(sdk),
             &config,
+            Duration::from_secs(stack.dispatcher_timeout_secs),
             &[&stack.dispatch_queue_url, &stack.dispatch_fifo_queue_url],
         )
         .await?;

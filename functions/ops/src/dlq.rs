@@ -152,12 +152,7 @@ async fn receive_all(
             if !seen.insert(id.clone()) {
                 continue;
             }
-            let attributes = m
-                .message_attributes()
-                .into_iter()
-                .flatten()
-                .filter_map(|(k, v)| Some((k.clone(), v.string_value()?.to_owned())))
-                .collect();
+            let attributes = string_attributes(m);
             let parked_at_ms = m
                 .attributes()
                 .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
@@ -174,6 +169,15 @@ async fn receive_all(
         }
     }
     Ok(scan)
+}
+
+/// A received message's string attributes (every attribute switchyard writes is one).
+pub fn string_attributes(m: &aws_sdk_sqs::types::Message) -> BTreeMap<String, String> {
+    m.message_attributes()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.string_value()?.to_owned())))
+        .collect()
 }
 
 async fn make_visible(sqs: &aws_sdk_sqs::Client, url: &str, handles: &[String]) -> Result<(), DlqError> {
