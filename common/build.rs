@@ -17,10 +17,18 @@ fn collect(dir: &Path, root: &Path, out: &mut Vec<(String, PathBuf)>) {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    // Read at run time: a build-script binary cargo reuses from another checkout
+    // would otherwise look for that checkout's config/ and bundle nothing.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest_dir).join("../config");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut files = Vec::new();
     collect(&root, &root, &mut files);
+    assert!(
+        files.iter().any(|(rel, _)| rel == "flows.toml"),
+        "no flow file at {}: the functions bundle config/ at build time",
+        root.join("flows.toml").display()
+    );
     files.sort();
     let mut code = String::from("pub static FILES: &[(&str, &str)] = &[\n");
     for (rel, abs) in files {
