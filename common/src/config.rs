@@ -110,6 +110,7 @@ struct RawFlow {
     ordering_key: Option<String>,
     entity_version: Option<String>,
     idempotency_key: Option<String>,
+    entity_key: Option<String>,
     /// Payload field names whose values must never reach a log line.
     #[serde(default)]
     sensitive: Vec<String>,
@@ -289,6 +290,9 @@ pub struct Flow {
     /// jq: an integer version of the entity (e.g. an `updated` timestamp); needs `ordering_key`.
     pub entity_version: Option<JqProgram>,
     pub idempotency_key: Option<JqProgram>,
+    /// jq: the business key operators look events up by (`switchyard-ops find --key`);
+    /// stored hashed (`ledger::entity_hash`), never in clear.
+    pub entity_key: Option<JqProgram>,
 }
 
 impl Flow {
@@ -476,6 +480,7 @@ impl Config {
                 ordering_key: expr("ordering_key", &f.ordering_key)?,
                 entity_version: expr("entity_version", &f.entity_version)?,
                 idempotency_key: expr("idempotency_key", &f.idempotency_key)?,
+                entity_key: expr("entity_key", &f.entity_key)?,
                 name: f.name,
                 version: f.version,
                 source: f.source,

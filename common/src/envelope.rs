@@ -107,6 +107,10 @@ pub struct Delivery {
     /// The entity's version in this event; an older one than already delivered is skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity_version: Option<i64>,
+    /// The flow's business key, hashed (`ledger::entity_hash`): indexed with the
+    /// delivery's ledger record for `switchyard-ops find --key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
     pub body: Value,
 }
 
@@ -123,6 +127,28 @@ impl Delivery {
     /// it when parked, by the mapper or the dispatcher).
     pub fn id_for(source: &str, event_id: &str, flow: &str, flow_version: u32) -> String {
         format!("{source}:{event_id}:{flow}:v{flow_version}")
+    }
+
+    /// The ledger record the dispatcher claims for this delivery: the event's own, or
+    /// the one shared by every event yielding the flow's own idempotency key.
+    pub fn claim_key(&self) -> crate::ledger::RecordKey {
+        use crate::ledger::RecordKey;
+        if self.idempotency_key == Self::default_key(&self.source, &self.event_id, &self.flow, self.flow_version) {
+            self.event_key()
+        } else {
+            RecordKey::keyed_delivery(&self.flow, self.flow_version, &self.idempotency_key)
+        }
+    }
+
+    /// The delivery's record in its event's history.
+    pub fn event_key(&self) -> crate::ledger::RecordKey {
+        crate::ledger::RecordKey::delivery(&self.source, &self.event_id, &self.flow, self.flow_version)
+    }
+
+    /// The payload a delivery claim is bound to: what the destination would receive.
+    pub fn payload_hash(&self) -> String {
+        let canonical = serde_json::json!([self.method, self.destination, self.path, self.idempotency_key, self.body]);
+        sha256_hex(canonical.to_string().as_bytes())
     }
 
     /// The default idempotency key: stable across retries and replays of the same

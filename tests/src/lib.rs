@@ -390,6 +390,7 @@ pub fn delivery(event_id: &str, body: Value) -> switchyard_common::envelope::Del
         ),
         ordering_key: None,
         entity_version: None,
+        entity: None,
         body,
     }
 }

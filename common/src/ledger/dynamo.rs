@@ -39,6 +39,8 @@ impl DynamoLedger {
     }
 
     /// `count`: a numeric attribute to increment by one, e.g. `permission_failures`.
+    /// Appends the outcome to the record's `log` and keeps the parked index in step:
+    /// a parked event record enters it, any other state leaves it.
     async fn finish_counting(
         &self,
         key: &RecordKey,
@@ -47,7 +49,9 @@ impl DynamoLedger {
         count: Option<&str>,
         now_ms: i64,
     ) -> Result<(), LedgerError> {
-        let mut update = String::from("SET #st = :st, updated_at = :now");
+        let (class, text) = log_text(fields);
+        let mut update =
+            String::from("SET #st = :st, updated_at = :now, #log = list_append(if_not_exists(#log, :empty), :entry)");
         let mut req = self
             .client
             .update_item()
@@ -57,13 +61,27 @@ impl DynamoLedger {
             // Only finish a record that exists: never create a half-record here.
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#log", "log")
             .expression_attribute_values(":st", s(status.as_str()))
-            .expression_attribute_values(":now", n(now_ms));
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(
+                ":entry",
+                AttributeValue::L(vec![s(&log_entry(now_ms, status, class, &text))]),
+            );
         for (i, (name, value)) in fields.iter().enumerate() {
             update.push_str(&format!(", {name} = :v{i}"));
             req = req.expression_attribute_values(format!(":v{i}"), value.clone());
         }
-        update.push_str(" REMOVE ipx");
+        match LedgerRecord::new(key.clone(), status, now_ms, 0).parked_index_key() {
+            Some(sort) => {
+                update.push_str(", pidx = :pidx, pidx_sk = :pidx_sk REMOVE ipx");
+                req = req
+                    .expression_attribute_values(":pidx", s(index::PARKED_PARTITION))
+                    .expression_attribute_values(":pidx_sk", s(&sort));
+            }
+            None => update.push_str(" REMOVE ipx, pidx, pidx_sk"),
+        }
         if let Some(counter) = count {
             update.push_str(&format!(" ADD {counter} :one"));
             req = req.expression_attribute_values(":one", n(1));
@@ -71,6 +89,52 @@ impl DynamoLedger {
         req.update_expression(update).send().await.map_err(unavailable)?;
         Ok(())
     }
+
+    async fn get(&self, key: &RecordKey) -> Result<Option<LedgerRecord>, LedgerError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&key.pk))
+            .key("sk", s(&key.sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item().map(record_from_item).transpose()
+    }
+
+    /// Event partition keys from an index holding `attr = value`, first seen first.
+    async fn event_keys(&self, index: &str, attr: &str, value: &str) -> Result<Vec<String>, LedgerError> {
+        let mut pks: Vec<String> = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#k = :v")
+            .expression_attribute_names("#k", attr)
+            .expression_attribute_values(":v", s(value))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(unavailable)?;
+            if let Some(pk) = get_s(&item, "pk").filter(|pk| pk.starts_with("EVT#")) {
+                if !pks.contains(&pk) {
+                    pks.push(pk);
+                }
+            }
+        }
+        Ok(pks)
+    }
+}
+
+/// The class and text an outcome's log entry carries, from the fields it sets.
+fn log_text(fields: &[(&str, AttributeValue)]) -> (Option<FailureClass>, String) {
+    let field = |name: &str| fields.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.as_s().ok()).cloned();
+    let class = field("error_class").and_then(|c| FailureClass::parse(&c));
+    (class, field("reason").or_else(|| field("summary")).unwrap_or_default())
 }
 
 fn s(v: &str) -> AttributeValue {
@@ -93,6 +157,67 @@ fn get_n(item: &Item, name: &str) -> Option<i64> {
     item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
 
+/// A record as a whole item, its index attributes derived from its state.
+fn item_from_record(r: &LedgerRecord) -> Item {
+    let mut item: Item = HashMap::new();
+    item.insert("pk".into(), s(&r.key.pk));
+    item.insert("sk".into(), s(&r.key.sk));
+    item.insert("status".into(), s(r.status.as_str()));
+    item.insert("attempts".into(), n(i64::from(r.attempts)));
+    item.insert("permission_failures".into(), n(i64::from(r.permission_failures)));
+    item.insert("payload_hash".into(), s(&r.payload_hash));
+    item.insert("created_at".into(), n(r.created_at_ms));
+    item.insert("updated_at".into(), n(r.updated_at_ms));
+    item.insert("expires_at".into(), n(r.expires_at_s));
+    let optional = [
+        ("correlation_id", &r.correlation_id),
+        ("flow", &r.flow),
+        ("destination", &r.destination),
+        ("summary", &r.summary),
+        ("error_class", &r.error_class),
+        ("reason", &r.reason),
+    ];
+    for (name, value) in optional {
+        if let Some(v) = value {
+            item.insert(name.into(), s(v));
+        }
+    }
+    if let Some(ipx) = r.in_progress_until_ms {
+        item.insert("ipx".into(), n(ipx));
+    }
+    if let Some(entity) = &r.entity {
+        item.insert("ekey".into(), s(entity));
+    }
+    if !r.log.is_empty() {
+        item.insert("log".into(), AttributeValue::L(r.log.iter().map(|e| s(e)).collect()));
+    }
+    for (name, value) in [("dlq", &r.dlq), ("replay_id", &r.replay_id)] {
+        if let Some(v) = value {
+            item.insert(name.into(), s(v));
+        }
+    }
+    if !r.details.is_empty() {
+        item.insert("details".into(), AttributeValue::M(r.details.iter().map(|(k, v)| (k.clone(), s(v))).collect()));
+    }
+    if let Some(sort) = r.parked_index_key() {
+        item.insert("pidx".into(), s(index::PARKED_PARTITION));
+        item.insert("pidx_sk".into(), s(&sort));
+    }
+    item
+}
+
+/// `Ok(false)` when a conditional write was refused by its condition.
+fn conditional<T, R: std::fmt::Debug, E>(result: Result<T, SdkError<E, R>>) -> Result<bool, LedgerError>
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(ctx)) if ctx.err().code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 fn record_from_item(item: &Item) -> Result<LedgerRecord, LedgerError> {
     let pk = get_s(item, "pk").unwrap_or_default();
     let sk = get_s(item, "sk").unwrap_or_default();
@@ -113,6 +238,19 @@ fn record_from_item(item: &Item) -> Result<LedgerRecord, LedgerError> {
         updated_at_ms: get_n(item, "updated_at").unwrap_or(0),
         in_progress_until_ms: get_n(item, "ipx"),
         expires_at_s: get_n(item, "expires_at").ok_or_else(|| corrupt("no expires_at"))?,
+        entity: get_s(item, "ekey"),
+        log: item
+            .get("log")
+            .and_then(|v| v.as_l().ok())
+            .map(|l| l.iter().filter_map(|e| e.as_s().ok().cloned()).collect())
+            .unwrap_or_default(),
+        dlq: get_s(item, "dlq"),
+        replay_id: get_s(item, "replay_id"),
+        details: item
+            .get("details")
+            .and_then(|v| v.as_m().ok())
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone()))).collect())
+            .unwrap_or_default(),
         key: RecordKey { pk: pk.clone(), sk: sk.clone() },
     })
 }
@@ -153,6 +291,13 @@ impl IdempotencyStore for DynamoLedger {
         if let Some(dest) = &request.destination {
             update.push_str(", destination = :dest");
             req = req.expression_attribute_values(":dest", s(dest));
+        }
+        if let Some(entity) = &request.entity {
+            update.push_str(", ekey = :ekey");
+            req = req.expression_attribute_values(":ekey", s(entity));
+        }
+        if request.index_correlation {
+            update.push_str(", corr = :cid");
         }
         let result = req
             .update_expression(update)
@@ -248,38 +393,136 @@ impl IdempotencyStore for DynamoLedger {
         }
     }
 
-    async fn park(&self, key: &RecordKey, class: FailureClass, reason: &str, now_ms: i64) -> Result<(), LedgerError> {
-        self.finish(key, Status::Parked, &[("error_class", s(class.as_str())), ("reason", s(reason))], now_ms).await
+    async fn park(
+        &self,
+        key: &RecordKey,
+        class: FailureClass,
+        reason: &str,
+        dlq: &str,
+        now_ms: i64,
+    ) -> Result<(), LedgerError> {
+        let fields = [("error_class", s(class.as_str())), ("reason", s(reason)), ("dlq", s(dlq))];
+        self.finish(key, Status::Parked, &fields, now_ms).await
+    }
+
+    async fn record_decision(&self, record: &LedgerRecord) -> Result<bool, LedgerError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item_from_record(record)))
+            .condition_expression("attribute_not_exists(pk) OR (#st <> :done AND #st <> :ip)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":done", s(Status::Completed.as_str()))
+            .expression_attribute_values(":ip", s(Status::InProgress.as_str()))
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    async fn put_new(&self, record: &LedgerRecord) -> Result<bool, LedgerError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item_from_record(record)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    async fn arm(&self, request: &ArmRequest) -> Result<ArmOutcome, LedgerError> {
+        // Read, decide, then write on condition that nothing changed in between; a
+        // change (a dispatcher finishing the delivery meanwhile) means deciding again.
+        for _ in 0..5 {
+            let existing = self.get(&request.key).await?;
+            let attempts_before = match replay::decide(existing.as_ref(), request) {
+                Ok(n) => n,
+                Err(outcome) => return Ok(outcome),
+            };
+            let entry =
+                log_entry(request.now_ms, Status::Failed, None, &format!("armed for replay {}", request.replay_id));
+            let mut update = String::from(
+                "SET #st = :failed, attempts = :zero, payload_hash = :h, replay_id = :r, updated_at = :now, \
+                 created_at = if_not_exists(created_at, :now), expires_at = :exp, \
+                 correlation_id = if_not_exists(correlation_id, :cid), flow = :flow, destination = :dest, \
+                 #log = list_append(if_not_exists(#log, :empty), :entry)",
+            );
+            let mut req = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(&request.key.pk))
+                .key("sk", s(&request.key.sk))
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_names("#log", "log")
+                .expression_attribute_values(":failed", s(Status::Failed.as_str()))
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":h", s(&request.payload_hash))
+                .expression_attribute_values(":r", s(&request.replay_id))
+                .expression_attribute_values(":now", n(request.now_ms))
+                .expression_attribute_values(":exp", n(request.expires_at_s))
+                .expression_attribute_values(":cid", s(&request.correlation_id))
+                .expression_attribute_values(":flow", s(&request.flow))
+                .expression_attribute_values(":dest", s(&request.destination))
+                .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+                .expression_attribute_values(":entry", AttributeValue::L(vec![s(&entry)]));
+            if let Some(entity) = &request.entity {
+                update.push_str(", ekey = :ekey");
+                req = req.expression_attribute_values(":ekey", s(entity));
+            }
+            update.push_str(" REMOVE ipx, pidx, pidx_sk");
+            req = match &existing {
+                Some(r) => req
+                    .condition_expression("updated_at = :seen AND #st = :seen_st")
+                    .expression_attribute_values(":seen", n(r.updated_at_ms))
+                    .expression_attribute_values(":seen_st", s(r.status.as_str())),
+                None => req.condition_expression("attribute_not_exists(pk)"),
+            };
+            if conditional(req.update_expression(update).send().await)? {
+                return Ok(ArmOutcome::Armed { attempts_before });
+            }
+        }
+        Err(LedgerError::Unavailable(format!("{} kept changing while being armed for replay", request.key.sk)))
+    }
+
+    async fn parked(&self, since_ms: i64, until_ms: i64) -> Result<Vec<LedgerRecord>, LedgerError> {
+        let mut records = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index::PARKED)
+            .key_condition_expression("pidx = :p AND pidx_sk BETWEEN :from AND :to")
+            .expression_attribute_values(":p", s(index::PARKED_PARTITION))
+            .expression_attribute_values(":from", s(&format!("{:013}", since_ms.max(0))))
+            .expression_attribute_values(":to", s(&format!("{:013}", until_ms.max(0))))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            records.push(record_from_item(&item.map_err(unavailable)?)?);
+        }
+        Ok(records)
+    }
+
+    async fn events_by_entity(&self, entity: &str) -> Result<Vec<String>, LedgerError> {
+        self.event_keys(index::ENTITY, "ekey", entity).await
+    }
+
+    async fn events_by_correlation(&self, correlation_id: &str) -> Result<Vec<String>, LedgerError> {
+        self.event_keys(index::CORRELATION, "corr", correlation_id).await
     }
 
     async fn put_record(&self, r: &LedgerRecord) -> Result<(), LedgerError> {
-        let mut item: Item = HashMap::new();
-        item.insert("pk".into(), s(&r.key.pk));
-        item.insert("sk".into(), s(&r.key.sk));
-        item.insert("status".into(), s(r.status.as_str()));
-        item.insert("attempts".into(), n(i64::from(r.attempts)));
-        item.insert("permission_failures".into(), n(i64::from(r.permission_failures)));
-        item.insert("payload_hash".into(), s(&r.payload_hash));
-        item.insert("created_at".into(), n(r.created_at_ms));
-        item.insert("updated_at".into(), n(r.updated_at_ms));
-        item.insert("expires_at".into(), n(r.expires_at_s));
-        let optional = [
-            ("correlation_id", &r.correlation_id),
-            ("flow", &r.flow),
-            ("destination", &r.destination),
-            ("summary", &r.summary),
-            ("error_class", &r.error_class),
-            ("reason", &r.reason),
-        ];
-        for (name, value) in optional {
-            if let Some(v) = value {
-                item.insert(name.into(), s(v));
-            }
-        }
-        if let Some(ipx) = r.in_progress_until_ms {
-            item.insert("ipx".into(), n(ipx));
-        }
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(unavailable)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item_from_record(r)))
+            .send()
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 

@@ -12,6 +12,8 @@ use super::*;
 pub struct MemoryLedger {
     records: Mutex<BTreeMap<(String, String), LedgerRecord>>,
     versions: Mutex<BTreeMap<RecordKey, i64>>,
+    /// (correlation id, event pk) of the records claimed with `index_correlation`.
+    correlations: Mutex<Vec<(String, String)>>,
 }
 
 impl MemoryLedger {
@@ -32,6 +34,9 @@ impl MemoryLedger {
             r.updated_at_ms = now_ms;
             r.in_progress_until_ms = None;
             f(r);
+            let class = r.error_class.as_deref().and_then(FailureClass::parse);
+            let text = if status == Status::Completed { r.summary.clone() } else { r.reason.clone() };
+            r.log.push(log_entry(now_ms, status, class, text.as_deref().unwrap_or_default()));
         })
     }
 
@@ -63,29 +68,28 @@ impl IdempotencyStore for MemoryLedger {
             }
             None => 0,
         };
-        let created = records.get(&k).map_or(request.now_ms, |r| r.created_at_ms);
-        let permission_failures = records.get(&k).map_or(0, |r| r.permission_failures);
         let attempt = previous_attempts + 1;
-        records.insert(
-            k,
-            LedgerRecord {
-                key: request.key.clone(),
-                status: Status::InProgress,
-                attempts: attempt,
-                permission_failures,
-                payload_hash: request.payload_hash.clone(),
-                correlation_id: Some(request.correlation_id.clone()),
-                flow: request.flow.clone(),
-                destination: request.destination.clone(),
-                summary: None,
-                error_class: None,
-                reason: None,
-                created_at_ms: created,
-                updated_at_ms: request.now_ms,
-                in_progress_until_ms: Some(request.in_progress_until_ms),
-                expires_at_s: request.expires_at_s,
-            },
-        );
+        // Like DynamoDB's UpdateItem: what the claim does not set survives it.
+        let mut record = records.get(&k).cloned().unwrap_or_else(|| {
+            LedgerRecord::new(request.key.clone(), Status::InProgress, request.now_ms, request.expires_at_s)
+        });
+        record.status = Status::InProgress;
+        record.attempts = attempt;
+        record.payload_hash = request.payload_hash.clone();
+        record.correlation_id = Some(request.correlation_id.clone());
+        record.flow = request.flow.clone().or(record.flow);
+        record.destination = request.destination.clone().or(record.destination);
+        record.entity = request.entity.clone().or(record.entity);
+        record.updated_at_ms = request.now_ms;
+        record.in_progress_until_ms = Some(request.in_progress_until_ms);
+        record.expires_at_s = request.expires_at_s;
+        if request.index_correlation {
+            self.correlations
+                .lock()
+                .expect("ledger lock")
+                .push((request.correlation_id.clone(), request.key.pk.clone()));
+        }
+        records.insert(k, record);
         Ok(ClaimOutcome::Claimed { attempt })
     }
 
@@ -109,11 +113,92 @@ impl IdempotencyStore for MemoryLedger {
         })
     }
 
-    async fn park(&self, key: &RecordKey, class: FailureClass, reason: &str, now_ms: i64) -> Result<(), LedgerError> {
+    async fn park(
+        &self,
+        key: &RecordKey,
+        class: FailureClass,
+        reason: &str,
+        dlq: &str,
+        now_ms: i64,
+    ) -> Result<(), LedgerError> {
         self.finish(key, Status::Parked, now_ms, |r| {
             r.error_class = Some(class.as_str().to_owned());
             r.reason = Some(reason.to_owned());
+            r.dlq = Some(dlq.to_owned());
         })
+    }
+
+    async fn record_decision(&self, record: &LedgerRecord) -> Result<bool, LedgerError> {
+        let mut records = self.records.lock().expect("ledger lock");
+        let k = (record.key.pk.clone(), record.key.sk.clone());
+        if records.get(&k).is_some_and(|r| matches!(r.status, Status::Completed | Status::InProgress)) {
+            return Ok(false);
+        }
+        records.insert(k, record.clone());
+        Ok(true)
+    }
+
+    async fn put_new(&self, record: &LedgerRecord) -> Result<bool, LedgerError> {
+        let mut records = self.records.lock().expect("ledger lock");
+        let k = (record.key.pk.clone(), record.key.sk.clone());
+        if records.contains_key(&k) {
+            return Ok(false);
+        }
+        records.insert(k, record.clone());
+        Ok(true)
+    }
+
+    async fn arm(&self, request: &ArmRequest) -> Result<ArmOutcome, LedgerError> {
+        let mut records = self.records.lock().expect("ledger lock");
+        let k = (request.key.pk.clone(), request.key.sk.clone());
+        let attempts_before = match replay::decide(records.get(&k), request) {
+            Ok(n) => n,
+            Err(outcome) => return Ok(outcome),
+        };
+        let mut r = records.get(&k).cloned().unwrap_or_else(|| {
+            LedgerRecord::new(request.key.clone(), Status::Failed, request.now_ms, request.expires_at_s)
+        });
+        r.status = Status::Failed;
+        r.attempts = 0;
+        r.payload_hash = request.payload_hash.clone();
+        r.replay_id = Some(request.replay_id.clone());
+        r.updated_at_ms = request.now_ms;
+        r.expires_at_s = request.expires_at_s;
+        r.in_progress_until_ms = None;
+        r.correlation_id = r.correlation_id.or(Some(request.correlation_id.clone()));
+        r.flow = Some(request.flow.clone());
+        r.destination = Some(request.destination.clone());
+        r.entity = request.entity.clone().or(r.entity);
+        r.log.push(log_entry(request.now_ms, Status::Failed, None, &format!("armed for replay {}", request.replay_id)));
+        records.insert(k, r);
+        Ok(ArmOutcome::Armed { attempts_before })
+    }
+
+    async fn parked(&self, since_ms: i64, until_ms: i64) -> Result<Vec<LedgerRecord>, LedgerError> {
+        let records = self.records.lock().expect("ledger lock");
+        let mut parked: Vec<LedgerRecord> = records
+            .values()
+            .filter(|r| r.parked_index_key().is_some() && (since_ms..until_ms).contains(&r.updated_at_ms))
+            .cloned()
+            .collect();
+        parked.sort_by_key(|r| r.parked_index_key());
+        Ok(parked)
+    }
+
+    async fn events_by_entity(&self, entity: &str) -> Result<Vec<String>, LedgerError> {
+        let records = self.records.lock().expect("ledger lock");
+        let mut pks: Vec<String> = Vec::new();
+        for r in records.values().filter(|r| r.key.is_event() && r.entity.as_deref() == Some(entity)) {
+            if !pks.contains(&r.key.pk) {
+                pks.push(r.key.pk.clone());
+            }
+        }
+        Ok(pks)
+    }
+
+    async fn events_by_correlation(&self, correlation_id: &str) -> Result<Vec<String>, LedgerError> {
+        let index = self.correlations.lock().expect("ledger lock");
+        Ok(index.iter().filter(|(c, _)| c == correlation_id).map(|(_, pk)| pk.clone()).collect())
     }
 
     async fn mark_stale(&self, key: &RecordKey, reason: &str, now_ms: i64) -> Result<(), LedgerError> {

@@ -1,9 +1,12 @@
 //! Idempotency records, which are also the event ledger (DESIGN.md).
 //!
 //! One table, keyed so that one Query by `pk` returns an event's whole history:
-//! `pk = EVT#{source}#{event_id}`, `sk = INTAKE` | `DELIVERY#{flow}#v{version}`.
-//! A record holds ids, statuses, times, attempts and error class/reason — never a
-//! payload (only its hash) and never a secret.
+//! `pk = EVT#{source}#{event_id}`, `sk = INTAKE` | `MAPPER` | `DELIVERY#{flow}#v{version}`
+//! | `AUDIT#{ms}#{action}#{id}`. A record holds ids, statuses, times, attempts, each
+//! attempt's outcome and error class/reason — never a payload (only its hash) and never
+//! a secret. Three sparse indexes serve the operator's CLI: `parked` (records in the
+//! `PARKED` state, by time), `entity` (a flow's hashed business key) and `correlation`
+//! (the intake record's correlation id).
 //!
 //! The state machine is Powertools': a claim succeeds for a new key, an expired
 //! record, a released (`FAILED`) record, or an `INPROGRESS` record whose in-progress
@@ -11,13 +14,56 @@
 
 mod dynamo;
 mod memory;
+mod replay;
 
 pub use dynamo::DynamoLedger;
 pub use memory::MemoryLedger;
+pub use replay::{ArmOutcome, ArmRequest};
 
 use async_trait::async_trait;
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use crate::failure::FailureClass;
+
+/// How long a record lives (its TTL): an event's history, the claims that make repeats
+/// harmless and the parked index all last this long. One value for every writer.
+pub const RECORD_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The names of the table's secondary indexes (the template declares them).
+pub mod index {
+    /// Parked records: `pidx = "PARKED"`, `pidx_sk = "{updated_at:013}#{pk}#{sk}"`.
+    pub const PARKED: &str = "parked";
+    /// A flow's hashed business key: `ekey = "{flow}#{sha256}"`, sorted by `created_at`.
+    pub const ENTITY: &str = "entity";
+    /// The intake record's correlation id: `corr`.
+    pub const CORRELATION: &str = "correlation";
+    /// The single partition of the parked index.
+    pub const PARKED_PARTITION: &str = "PARKED";
+}
+
+/// A flow's business key as the ledger stores and indexes it: hashed, so no invoice
+/// number or e-mail address is kept in clear, and scoped by flow.
+pub fn entity_hash(flow: &str, value: &str) -> String {
+    format!("{flow}#{}", crate::envelope::sha256_hex(format!("{flow}\n{value}").as_bytes()))
+}
+
+/// At most this many characters of a reason or summary go into an attempt's log entry.
+const LOG_TEXT_CHARS: usize = 300;
+
+/// One attempt's outcome as kept in a record's `log`: `{ms}|{STATUS}|{class}|{text}`.
+pub fn log_entry(now_ms: i64, status: Status, class: Option<FailureClass>, text: &str) -> String {
+    let text: String = text.chars().take(LOG_TEXT_CHARS).collect();
+    format!("{now_ms}|{}|{}|{text}", status.as_str(), class.map_or("", FailureClass::as_str))
+}
+
+/// A log entry read back: (time, status, class, text).
+pub fn parse_log_entry(entry: &str) -> Option<(i64, &str, &str, &str)> {
+    let mut parts = entry.splitn(4, '|');
+    let at = parts.next()?.parse().ok()?;
+    Some((at, parts.next()?, parts.next()?, parts.next().unwrap_or("")))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordKey {
@@ -45,6 +91,22 @@ impl RecordKey {
         Self { pk: format!("KEY#{flow}#v{flow_version}#{hash}"), sk: "DELIVERY".to_owned() }
     }
 
+    /// What the mapper decided when no flow turned an event into a delivery.
+    pub fn mapper(source: &str, event_id: &str) -> Self {
+        Self { pk: Self::event_pk(source, event_id), sk: "MAPPER".to_owned() }
+    }
+
+    /// An operator's action on an event (`replay`, `reveal`): `id` makes a rerun of the
+    /// same action write the same record.
+    pub fn audit(event_pk: &str, at_ms: i64, action: &str, id: &str) -> Self {
+        Self { pk: event_pk.to_owned(), sk: format!("AUDIT#{at_ms:013}#{action}#{id}") }
+    }
+
+    /// Whether this is one of an event's own records (not a shared claim).
+    pub fn is_event(&self) -> bool {
+        self.pk.starts_with("EVT#")
+    }
+
     /// The record holding the last delivered version of an entity.
     pub fn entity(flow: &str, entity: &str) -> Self {
         Self { pk: format!("ENTITY#{flow}#{entity}"), sk: "VERSION".to_owned() }
@@ -64,6 +126,10 @@ pub enum Status {
     Parked,
     /// Skipped: older than the last version delivered for the same entity.
     Stale,
+    /// Not delivered by decision: a flow's filter said no, or no flow wants the type.
+    Filtered,
+    /// An operator's action (an audit record).
+    Audit,
 }
 
 impl Status {
@@ -74,6 +140,8 @@ impl Status {
             Status::Failed => "FAILED",
             Status::Parked => "PARKED",
             Status::Stale => "STALE",
+            Status::Filtered => "FILTERED",
+            Status::Audit => "AUDIT",
         }
     }
 
@@ -84,6 +152,8 @@ impl Status {
             "FAILED" => Status::Failed,
             "PARKED" => Status::Parked,
             "STALE" => Status::Stale,
+            "FILTERED" => Status::Filtered,
+            "AUDIT" => Status::Audit,
             _ => return None,
         })
     }
@@ -102,6 +172,11 @@ pub struct ClaimRequest {
     pub correlation_id: String,
     pub flow: Option<String>,
     pub destination: Option<String>,
+    /// The flow's hashed business key (`entity_hash`), indexed for `find --key`.
+    pub entity: Option<String>,
+    /// Index this record by its correlation id (the intake record only: one index
+    /// entry per event, not one per step).
+    pub index_correlation: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +221,51 @@ pub struct LedgerRecord {
     pub updated_at_ms: i64,
     pub in_progress_until_ms: Option<i64>,
     pub expires_at_s: i64,
+    /// The flow's hashed business key, if the flow declares `entity_key`.
+    pub entity: Option<String>,
+    /// Each attempt's outcome, oldest first (`log_entry`).
+    pub log: Vec<String>,
+    /// Which DLQ holds it when `PARKED`: `ingest`, `dispatch` or `dispatch-fifo`.
+    pub dlq: Option<String>,
+    /// The replay that armed this record last (see `ArmRequest`).
+    pub replay_id: Option<String>,
+    /// An audit record's facts (who, reason, selection, patch, hashes).
+    pub details: BTreeMap<String, String>,
+}
+
+impl LedgerRecord {
+    /// A record with nothing but its key, state and times.
+    pub fn new(key: RecordKey, status: Status, now_ms: i64, expires_at_s: i64) -> Self {
+        Self {
+            key,
+            status,
+            attempts: 0,
+            permission_failures: 0,
+            payload_hash: String::new(),
+            correlation_id: None,
+            flow: None,
+            destination: None,
+            summary: None,
+            error_class: None,
+            reason: None,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            in_progress_until_ms: None,
+            expires_at_s,
+            entity: None,
+            log: Vec::new(),
+            dlq: None,
+            replay_id: None,
+            details: BTreeMap::new(),
+        }
+    }
+
+    /// The sort key of the parked index, if this record belongs in it: an event's own
+    /// record in the `PARKED` state.
+    pub fn parked_index_key(&self) -> Option<String> {
+        (self.status == Status::Parked && self.key.is_event())
+            .then(|| format!("{:013}#{}#{}", self.updated_at_ms.max(0), self.key.pk, self.key.sk))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,8 +284,17 @@ pub trait IdempotencyStore: Send + Sync {
     /// Gives the claim back after a retryable failure; the failure is kept for the trace.
     async fn release(&self, key: &RecordKey, class: FailureClass, reason: &str, now_ms: i64)
         -> Result<(), LedgerError>;
-    /// Terminal: no claim will succeed again (until the record expires).
-    async fn park(&self, key: &RecordKey, class: FailureClass, reason: &str, now_ms: i64) -> Result<(), LedgerError>;
+    /// Terminal: no claim will succeed again (until the record expires or an operator
+    /// replays it). `dlq` names the queue that holds it (`ingest`, `dispatch`,
+    /// `dispatch-fifo`); an event's own parked record is in the parked index.
+    async fn park(
+        &self,
+        key: &RecordKey,
+        class: FailureClass,
+        reason: &str,
+        dlq: &str,
+        now_ms: i64,
+    ) -> Result<(), LedgerError>;
     /// Done without sending: an older version than one already delivered.
     async fn mark_stale(&self, key: &RecordKey, reason: &str, now_ms: i64) -> Result<(), LedgerError>;
     /// The last version delivered for an entity of a flow (ordering key), if any.
@@ -183,6 +312,21 @@ pub trait IdempotencyStore: Send + Sync {
     /// Writes `record` as it is (no condition): copies an outcome into an event's
     /// partition so that its trace is complete.
     async fn put_record(&self, record: &LedgerRecord) -> Result<(), LedgerError>;
+
+    /// Writes a decision that no claim preceded (the mapper's: parked, filtered, no flow)
+    /// unless the record is already delivered or being delivered. `Ok(false)`: refused.
+    async fn record_decision(&self, record: &LedgerRecord) -> Result<bool, LedgerError>;
+    /// Writes `record` unless one exists at its key (an audit record written again by a
+    /// rerun keeps its first time). `Ok(false)`: it existed.
+    async fn put_new(&self, record: &LedgerRecord) -> Result<bool, LedgerError>;
+    /// Makes a parked (or, forced, a delivered) claim claimable again for one replay.
+    async fn arm(&self, request: &ArmRequest) -> Result<ArmOutcome, LedgerError>;
+    /// Parked records updated in `[since_ms, until_ms)`, oldest first (the parked index).
+    async fn parked(&self, since_ms: i64, until_ms: i64) -> Result<Vec<LedgerRecord>, LedgerError>;
+    /// Partition keys of the events with this hashed business key (the entity index).
+    async fn events_by_entity(&self, entity: &str) -> Result<Vec<String>, LedgerError>;
+    /// Partition keys of the events with this correlation id (the correlation index).
+    async fn events_by_correlation(&self, correlation_id: &str) -> Result<Vec<String>, LedgerError>;
 
     /// Copies the record at `from` to `to` (same state, other key).
     async fn mirror(&self, from: &RecordKey, to: &RecordKey) -> Result<(), LedgerError> {
@@ -213,7 +357,9 @@ pub(crate) fn conflict_outcome(existing: &LedgerRecord, request: &ClaimRequest) 
             error_class: existing.error_class.clone(),
             attempts: existing.attempts,
         }),
-        Status::Stale => Some(ClaimOutcome::AlreadyCompleted { summary: existing.reason.clone() }),
+        Status::Stale | Status::Filtered | Status::Audit => {
+            Some(ClaimOutcome::AlreadyCompleted { summary: existing.reason.clone().or(existing.summary.clone()) })
+        }
         Status::InProgress if existing.in_progress_until_ms.unwrap_or(0) > request.now_ms => {
             Some(ClaimOutcome::InProgress)
         }

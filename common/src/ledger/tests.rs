@@ -10,6 +10,8 @@ fn request(now_ms: i64) -> ClaimRequest {
         correlation_id: "c".into(),
         flow: Some("crm".into()),
         destination: Some("crm".into()),
+        entity: None,
+        index_correlation: false,
     }
 }
 
@@ -67,7 +69,7 @@ async fn a_parked_key_stays_parked_and_remembers_why_and_after_how_many_attempts
     let ledger = MemoryLedger::new();
     let r = request(1_000);
     ledger.claim(&r).await.unwrap();
-    ledger.park(&r.key, FailureClass::Terminal, "HTTP 400", 1_100).await.unwrap();
+    ledger.park(&r.key, FailureClass::Terminal, "HTTP 400", "dispatch", 1_100).await.unwrap();
     assert_eq!(
         ledger.claim(&request(2_000)).await.unwrap(),
         ClaimOutcome::AlreadyParked {

@@ -12,7 +12,6 @@ use switchyard_common::secrets::{CachedSecrets, SecretSource};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub ledger_ttl: Duration,
     /// What a FIFO batch keeps free before starting another record: the worst case
     /// of one record of any destination (`budget::worst_case_any_record`).
     pub record_reserve: Duration,
@@ -20,7 +19,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn for_config(config: &Config) -> Self {
-        Self { ledger_ttl: Duration::from_secs(7 * 24 * 3600), record_reserve: budget::worst_case_any_record(config) }
+        Self { record_reserve: budget::worst_case_any_record(config) }
     }
 }
 

@@ -1,9 +1,9 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use switchyard_common::backoff;
 use switchyard_common::batch::{self, parked_message, process_batch_while, RecordResult};
-use switchyard_common::envelope::{sha256_hex, Delivery, Mode};
+use switchyard_common::envelope::{Delivery, Mode};
 use switchyard_common::failure::{Failure, FailureClass};
-use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey};
+use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey, RECORD_TTL};
 use switchyard_common::metrics;
 use switchyard_common::queue::OutboundMessage;
 use switchyard_common::runtime::now_ms;
@@ -64,17 +64,11 @@ async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadli
     };
 
     let now = now_ms();
-    let event_key = RecordKey::delivery(&delivery.source, &delivery.event_id, &delivery.flow, delivery.flow_version);
+    let event_key = delivery.event_key();
     // A flow's own idempotency key is the claim: every event yielding it shares one.
-    let custom = delivery.idempotency_key
-        != Delivery::default_key(&delivery.source, &delivery.event_id, &delivery.flow, delivery.flow_version);
-    let key = if custom {
-        RecordKey::keyed_delivery(&delivery.flow, delivery.flow_version, &delivery.idempotency_key)
-    } else {
-        event_key.clone()
-    };
+    let key = delivery.claim_key();
     let result = claim_and_deliver(deps, message, delivery, destination, &key, now, deadline_ms).await;
-    if custom {
+    if key != event_key {
         if let Err(e) = deps.ledger.mirror(&key, &event_key).await {
             warn!(error = %e, "could not copy the outcome into the event's history");
         }
@@ -96,13 +90,15 @@ async fn claim_and_deliver(
 ) -> RecordResult {
     let claim = ClaimRequest {
         key: key.clone(),
-        payload_hash: payload_hash(delivery),
+        payload_hash: delivery.payload_hash(),
         now_ms: now,
         in_progress_until_ms: deadline_ms.max(now + 1_000),
-        expires_at_s: now / 1000 + deps.settings.ledger_ttl.as_secs() as i64,
+        expires_at_s: now / 1000 + RECORD_TTL.as_secs() as i64,
         correlation_id: delivery.correlation_id.clone(),
         flow: Some(delivery.flow.clone()),
         destination: Some(delivery.destination.clone()),
+        entity: delivery.entity.clone(),
+        index_correlation: false,
     };
     let attempt = match deps.ledger.claim(&claim).await {
         Ok(ClaimOutcome::Claimed { attempt }) => attempt,
@@ -194,12 +190,6 @@ async fn claim_and_deliver(
     }
 }
 
-/// The payload a delivery claim is bound to: what the destination would receive.
-fn payload_hash(d: &Delivery) -> String {
-    let canonical = serde_json::json!([d.method, d.destination, d.path, d.idempotency_key, d.body]);
-    sha256_hex(canonical.to_string().as_bytes())
-}
-
 async fn finish(deps: &Deps, key: &RecordKey, summary: &str) {
     if let Err(e) = deps.ledger.complete(key, summary, now_ms()).await {
         // Delivered already; a redelivery would find the claim lapsed and call again,
@@ -228,7 +218,8 @@ async fn park_recorded(
     failure: &Failure,
     attempts: u32,
 ) -> RecordResult {
-    if let Err(e) = deps.ledger.park(key, failure.class, &failure.reason, now_ms()).await {
+    let dlq = if message.attributes.contains_key("MessageGroupId") { "dispatch-fifo" } else { "dispatch" };
+    if let Err(e) = deps.ledger.park(key, failure.class, &failure.reason, dlq, now_ms()).await {
         warn!(error = %e, reason = %failure.reason, "could not record the park; will retry");
         return RecordResult::Retry;
     }

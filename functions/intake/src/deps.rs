@@ -24,7 +24,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: 200 * 1024, ledger_ttl: Duration::from_secs(7 * 24 * 3600) }
+        Self { max_body_bytes: 200 * 1024, ledger_ttl: switchyard_common::ledger::RECORD_TTL }
     }
 }
 

@@ -114,6 +114,9 @@ async fn handle_in_span(
         correlation_id: correlation_id.clone(),
         flow: None,
         destination: None,
+        entity: None,
+        // One entry per event in the correlation index: `switchyard-ops find --correlation`.
+        index_correlation: true,
     };
     match deps.ledger.claim(&claim).await {
         Ok(ClaimOutcome::Claimed { .. }) => {}

@@ -60,6 +60,7 @@ impl Deps {
                 dispatch_queue_url: stack.dispatch_queue_url.clone(),
                 dispatch_fifo_queue_url: stack.dispatch_fifo_queue_url.clone(),
                 ingest_dlq_url: stack.ingest_dlq_url.clone(),
+                ledger: ledger.clone(),
             },
             dispatcher: switchyard_dispatcher::Deps {
                 settings: switchyard_dispatcher::Settings::for_config(&config),

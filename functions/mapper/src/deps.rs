@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use switchyard_common::config::Config;
+use switchyard_common::ledger::{DynamoLedger, IdempotencyStore};
 use switchyard_common::queue::{Queue, SqsQueue};
 use switchyard_common::runtime::env;
 
@@ -12,10 +13,15 @@ pub struct Deps {
     pub dispatch_fifo_queue_url: String,
     /// Where envelopes that cannot be mapped go, with their reason.
     pub ingest_dlq_url: String,
+    /// Where the mapper records what it decided when it did not simply enqueue
+    /// deliveries (a parked or filtered flow, no flow for the type): never on the
+    /// happy path.
+    pub ledger: Arc<dyn IdempotencyStore>,
 }
 
 impl Deps {
-    /// Reads `SWITCHYARD_DISPATCH_QUEUE_URL`, `SWITCHYARD_DISPATCH_FIFO_QUEUE_URL`, `SWITCHYARD_INGEST_DLQ_URL` and the flow file.
+    /// Reads `SWITCHYARD_DISPATCH_QUEUE_URL`, `SWITCHYARD_DISPATCH_FIFO_QUEUE_URL`,
+    /// `SWITCHYARD_INGEST_DLQ_URL`, `SWITCHYARD_LEDGER_TABLE` and the flow file.
     pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, String> {
         Ok(Self {
             config: Arc::new(switchyard_common::config::Config::from_env().map_err(|e| format!("flow file: {e}"))?),
@@ -23,6 +29,7 @@ impl Deps {
             dispatch_queue_url: env("SWITCHYARD_DISPATCH_QUEUE_URL")?,
             dispatch_fifo_queue_url: env("SWITCHYARD_DISPATCH_FIFO_QUEUE_URL")?,
             ingest_dlq_url: env("SWITCHYARD_INGEST_DLQ_URL")?,
+            ledger: Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), env("SWITCHYARD_LEDGER_TABLE")?)),
         })
     }
 }

@@ -3,9 +3,11 @@ use switchyard_common::batch::{self, parked_message, process_batch, receive_coun
 use switchyard_common::config::{Config, Flow};
 use switchyard_common::envelope::{is_header_text, sha256_hex, Delivery, Envelope, Mode};
 use switchyard_common::failure::Failure;
+use switchyard_common::ledger::{self, LedgerRecord, RecordKey, Status, RECORD_TTL};
 use switchyard_common::mapping::MappingError;
 use switchyard_common::metrics;
 use switchyard_common::queue::{OutboundMessage, Unsendable, MAX_MESSAGE_BYTES};
+use switchyard_common::runtime::now_ms;
 use tracing::{field, info, warn, Instrument};
 
 use crate::Deps;
@@ -14,12 +16,32 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     process_batch(&event, |m| handle_record(deps, m)).await
 }
 
+/// A flow that did not become a delivery, and why.
+#[derive(Debug)]
+pub struct NotMapped {
+    pub flow: String,
+    pub version: u32,
+    pub destination: String,
+    /// The flow's business key, hashed, when it could be read.
+    pub entity: Option<String>,
+    /// `None`: the flow's filter said no.
+    pub failure: Option<Failure>,
+}
+
 /// What one envelope turned into.
 #[derive(Debug, Default)]
 pub struct Mapped {
     pub deliveries: Vec<Delivery>,
-    /// Flows whose mapping or contract failed: terminal, with the reason.
-    pub failed: Vec<(String, u32, Failure)>,
+    /// Flows whose mapping or contract failed (terminal, with the reason) or whose
+    /// filter said no.
+    pub not_mapped: Vec<NotMapped>,
+}
+
+impl Mapped {
+    /// Flows whose mapping or contract failed.
+    pub fn failed(&self) -> impl Iterator<Item = (&NotMapped, &Failure)> {
+        self.not_mapped.iter().filter_map(|n| Some((n, n.failure.as_ref()?)))
+    }
 }
 
 /// Runs every matching flow over one envelope. Pure: no I/O, so it is what the golden
@@ -27,13 +49,39 @@ pub struct Mapped {
 pub fn map_envelope(config: &Config, envelope: &Envelope) -> Mapped {
     let mut mapped = Mapped::default();
     for flow in config.flows.iter().filter(|f| selects(f, envelope)) {
-        match map_one(config, flow, envelope) {
-            Ok(Some(d)) => mapped.deliveries.push(d),
-            Ok(None) => {}
-            Err(failure) => mapped.failed.push((flow.name.clone(), flow.version, failure)),
-        }
+        mapped.push(flow, map_one(config, flow, envelope), envelope);
     }
     mapped
+}
+
+/// Runs one flow (by name and version, whatever its mode) over an envelope: what a
+/// replay of a parked envelope through the current flow version does.
+pub fn map_flow(config: &Config, flow: &Flow, envelope: &Envelope) -> Result<Option<Delivery>, Failure> {
+    map_one(config, flow, envelope)
+}
+
+impl Mapped {
+    fn push(&mut self, flow: &Flow, result: Result<Option<Delivery>, Failure>, envelope: &Envelope) {
+        let failure = match result {
+            Ok(Some(d)) => return self.deliveries.push(d),
+            Ok(None) => None,
+            Err(failure) => Some(failure),
+        };
+        self.not_mapped.push(NotMapped {
+            flow: flow.name.clone(),
+            version: flow.version,
+            destination: flow.destination.clone(),
+            entity: entity_of(flow, &envelope.data),
+            failure,
+        });
+    }
+}
+
+/// The flow's business key, hashed; `None` when the flow has none or it cannot be read
+/// from this payload (it only serves lookups, so it never fails a delivery).
+fn entity_of(flow: &Flow, data: &serde_json::Value) -> Option<String> {
+    let value = flow.entity_key.as_ref()?.run_key(data).ok()?;
+    Some(ledger::entity_hash(&flow.name, &value))
 }
 
 fn selects(flow: &Flow, envelope: &Envelope) -> bool {
@@ -85,6 +133,7 @@ fn map_one(config: &Config, flow: &Flow, envelope: &Envelope) -> Result<Option<D
             None => None,
         };
     let destination = config.destination(&flow.destination).map(|d| d.name.clone()).unwrap_or_default();
+    let entity = entity_of(flow, data);
     Ok(Some(Delivery {
         delivery_id: Delivery::id_for(source, &envelope.id, &flow.name, flow.version),
         event_id: envelope.id.clone(),
@@ -100,6 +149,7 @@ fn map_one(config: &Config, flow: &Flow, envelope: &Envelope) -> Result<Option<D
         idempotency_key,
         ordering_key,
         entity_version,
+        entity,
         body,
     }))
 }
@@ -125,14 +175,16 @@ async fn handle_record(deps: &Deps, message: &SqsMessage) -> RecordResult {
     );
     async {
         let mut mapped = map_envelope(&deps.config, &envelope);
-        if let Some((flow, _, failure)) = mapped.failed.iter().find(|(_, _, f)| !f.is_terminal()) {
-            warn!(flow = %flow, reason = %failure.reason, "cannot map now; will retry");
+        if let Some((n, failure)) = mapped.failed().find(|(_, f)| !f.is_terminal()) {
+            warn!(flow = %n.flow, reason = %failure.reason, "cannot map now; will retry");
             return RecordResult::Retry;
         }
-        if mapped.deliveries.is_empty() && mapped.failed.is_empty() {
+        if mapped.deliveries.is_empty() && mapped.not_mapped.is_empty() {
             info!("no flow for this event type; acknowledged");
             metrics::count("UnmatchedEvents", 1, &[("Source", envelope.source_name())]);
-            return RecordResult::Done;
+            let mut record = decision(&envelope, RecordKey::mapper(envelope.source_name(), &envelope.id));
+            record.summary = Some(format!("no flow wants event type {:?}", envelope.event_type));
+            return record_or_retry(deps, &record).await;
         }
         let (mut standard, mut ordered) = (Vec::new(), Vec::new());
         let mut sendable = Vec::with_capacity(mapped.deliveries.len());
@@ -141,7 +193,13 @@ async fn handle_record(deps: &Deps, message: &SqsMessage) -> RecordResult {
                 Ok(m) => m,
                 Err(failure) => {
                     // Terminal for this flow only; the other flows' deliveries still go.
-                    mapped.failed.push((d.flow.clone(), d.flow_version, failure));
+                    mapped.not_mapped.push(NotMapped {
+                        flow: d.flow.clone(),
+                        version: d.flow_version,
+                        destination: d.destination.clone(),
+                        entity: d.entity.clone(),
+                        failure: Some(failure),
+                    });
                     continue;
                 }
             };
@@ -175,15 +233,9 @@ async fn handle_record(deps: &Deps, message: &SqsMessage) -> RecordResult {
             info!(flow = %d.flow, destination = %d.destination, "mapped");
         }
         let mut result = RecordResult::Done;
-        for (flow, version, failure) in &mapped.failed {
-            let dlq = dlq_message(body, failure, Some(flow), Some(*version), message)
-                .attribute("delivery_id", Delivery::id_for(envelope.source_name(), &envelope.id, flow, *version))
-                .attribute("correlation_id", &envelope.correlationid)
-                .attribute("event_id", &envelope.id);
-            let to =
-                deps.config.flows.iter().find(|f| f.name == *flow && f.version == *version).map(|f| &f.destination);
-            let span = tracing::info_span!("flow", flow = %flow, destination = to.map(String::as_str));
-            if park(deps, dlq, failure).instrument(span).await == RecordResult::Retry {
+        for n in &mapped.not_mapped {
+            let span = tracing::info_span!("flow", flow = %n.flow, destination = %n.destination);
+            if settle(deps, &envelope, body, n, message).instrument(span).await == RecordResult::Retry {
                 result = RecordResult::Retry;
             }
         }
@@ -222,6 +274,55 @@ fn dlq_message(
     parked_message(body, failure, receive_count(message), "mapper")
         .attribute("flow", flow.unwrap_or_default())
         .attribute("flow_version", flow_version.map(|v| v.to_string()).unwrap_or_default())
+}
+
+/// A record of the mapper's decision about an event (no claim precedes it).
+fn decision(envelope: &Envelope, key: RecordKey) -> LedgerRecord {
+    let now = now_ms();
+    let mut record = LedgerRecord::new(key, Status::Filtered, now, now / 1000 + RECORD_TTL.as_secs() as i64);
+    record.correlation_id = Some(envelope.correlationid.clone());
+    record
+}
+
+/// Records a decision; if the ledger cannot take it the envelope comes back (its
+/// deliveries already enqueued are absorbed by the dispatcher's claims).
+async fn record_or_retry(deps: &Deps, record: &LedgerRecord) -> RecordResult {
+    match deps.ledger.record_decision(record).await {
+        Ok(_) => RecordResult::Done,
+        Err(e) => {
+            warn!(error = %e, "could not record the mapper's decision; will retry");
+            RecordResult::Retry
+        }
+    }
+}
+
+/// A flow that became no delivery: filtered out (recorded), or failed (recorded as
+/// parked in the ledger first, then parked in the ingest DLQ).
+async fn settle(deps: &Deps, envelope: &Envelope, body: &str, n: &NotMapped, message: &SqsMessage) -> RecordResult {
+    let source = envelope.source_name();
+    let mut record = decision(envelope, RecordKey::delivery(source, &envelope.id, &n.flow, n.version));
+    record.flow = Some(n.flow.clone());
+    record.destination = Some(n.destination.clone());
+    record.entity = n.entity.clone();
+    let Some(failure) = &n.failure else {
+        info!("the flow's filter said no");
+        record.summary = Some(format!("filtered out by flow {} v{}", n.flow, n.version));
+        return record_or_retry(deps, &record).await;
+    };
+    record.status = Status::Parked;
+    record.error_class = Some(failure.class.as_str().to_owned());
+    record.reason = Some(failure.reason.clone());
+    record.dlq = Some("ingest".to_owned());
+    record.attempts = 1;
+    record.log.push(ledger::log_entry(record.created_at_ms, Status::Parked, Some(failure.class), &failure.reason));
+    if record_or_retry(deps, &record).await == RecordResult::Retry {
+        return RecordResult::Retry;
+    }
+    let dlq = dlq_message(body, failure, Some(&n.flow), Some(n.version), message)
+        .attribute("delivery_id", Delivery::id_for(source, &envelope.id, &n.flow, n.version))
+        .attribute("correlation_id", &envelope.correlationid)
+        .attribute("event_id", &envelope.id);
+    park(deps, dlq, failure).await
 }
 
 async fn park(deps: &Deps, dlq: OutboundMessage, failure: &Failure) -> RecordResult {
