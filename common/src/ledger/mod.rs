@@ -2,7 +2,7 @@
 //!
 //! One table, keyed so that one Query by `pk` returns an event's whole history:
 //! `pk = EVT#{source}#{event_id}`, `sk = INTAKE` | `MAPPER` | `DELIVERY#{flow}#v{version}`
-//! | `AUDIT#{ms}#{action}#{id}`. A record holds ids, statuses, times, attempts, each
+//! | `AUDIT#{action}#{id}`. A record holds ids, statuses, times, attempts, each
 //! attempt's outcome and error class/reason — never a payload (only its hash) and never
 //! a secret. Three sparse indexes serve the operator's CLI: `parked` (records in the
 //! `PARKED` state, by time), `entity` (a flow's hashed business key) and `correlation`
@@ -97,9 +97,9 @@ impl RecordKey {
     }
 
     /// An operator's action on an event (`replay`, `reveal`): `id` makes a rerun of the
-    /// same action write the same record.
-    pub fn audit(event_pk: &str, at_ms: i64, action: &str, id: &str) -> Self {
-        Self { pk: event_pk.to_owned(), sk: format!("AUDIT#{at_ms:013}#{action}#{id}") }
+    /// same action find the same record (a replay's id is derived from what it sends).
+    pub fn audit(event_pk: &str, action: &str, id: &str) -> Self {
+        Self { pk: event_pk.to_owned(), sk: format!("AUDIT#{action}#{id}") }
     }
 
     /// Whether this is one of an event's own records (not a shared claim).

@@ -321,7 +321,9 @@ async fn settle(deps: &Deps, envelope: &Envelope, body: &str, n: &NotMapped, mes
     let dlq = dlq_message(body, failure, Some(&n.flow), Some(n.version), message)
         .attribute("delivery_id", Delivery::id_for(source, &envelope.id, &n.flow, n.version))
         .attribute("correlation_id", &envelope.correlationid)
-        .attribute("event_id", &envelope.id);
+        .attribute("event_id", &envelope.id)
+        .attribute("source", source)
+        .attribute("destination", &n.destination);
     park(deps, dlq, failure).await
 }
 

@@ -1,4 +1,6 @@
-//! The operator CLI's logic: ledger records as a timeline, DLQ listings.
+//! The operator CLI's logic: ledger records as a timeline, DLQ listings, audited
+//! actions, replay.
 
+pub mod audit;
 pub mod dlq;
 pub mod trace;

@@ -22,8 +22,8 @@ pub fn step(record: &LedgerRecord) -> String {
         return format!("delivery {flow} {version}");
     }
     if let Some(rest) = sk.strip_prefix("AUDIT#") {
-        // AUDIT#{ms}#{action}#{id}
-        return rest.split('#').nth(1).unwrap_or("audit").to_owned();
+        // AUDIT#{action}#{id}
+        return rest.split('#').next().unwrap_or("audit").to_owned();
     }
     sk.to_lowercase()
 }
@@ -217,7 +217,7 @@ mod tests {
             log_entry(9_000, Status::Failed, None, "armed for replay r1"),
             log_entry(9_500, Status::Completed, None, "HTTP 201"),
         ];
-        let mut audit = record("AUDIT#0000000008900#replay#x", Status::Audit, 8_900);
+        let mut audit = record("AUDIT#replay#x", Status::Audit, 8_900);
         audit.details.insert("actor".into(), "arn:aws:iam::1:user/alice".into());
         audit.details.insert("reason".into(), "crm back up".into());
         let m = moments(&[d, audit]);
