@@ -247,7 +247,7 @@ async fn handle_record(deps: &Deps, message: &SqsMessage) -> RecordResult {
 
 /// A delivery as a dispatch queue message, or why SQS would never take it. The parked
 /// copy is the envelope, which intake keeps within SQS's limits, never the delivery.
-fn delivery_message(d: &Delivery) -> Result<OutboundMessage, Failure> {
+pub fn delivery_message(d: &Delivery) -> Result<OutboundMessage, Failure> {
     let message = OutboundMessage::json(d)
         .map_err(|e| Failure::terminal(e.to_string()))?
         .attribute("correlation_id", &d.correlation_id)

@@ -19,6 +19,8 @@ use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
 use serde_json::{json, Value};
 use switchyard_common::batch::parked_identity;
+use switchyard_common::envelope::{Delivery, Envelope};
+use switchyard_common::ledger::{LedgerRecord, RecordKey};
 use switchyard_common::runtime::rfc3339;
 
 /// How long scanned messages stay invisible if the command dies before it makes
@@ -91,6 +93,15 @@ impl Parked {
     pub fn identity(&self) -> String {
         parked_identity(|k| self.attribute(k), &self.body)
     }
+
+    /// The partition key of the event this message belongs to, from its body.
+    pub fn event_pk(&self) -> Option<String> {
+        if let Ok(d) = Delivery::from_json(&self.body) {
+            return Some(RecordKey::event_pk(&d.source, &d.event_id));
+        }
+        let e = Envelope::from_json(&self.body).ok()?;
+        Some(RecordKey::event_pk(e.source_name(), &e.id))
+    }
 }
 
 /// What a scan of one DLQ saw.
@@ -130,45 +141,62 @@ async fn receive_all(
     // A standard queue may answer empty while messages remain on other hosts: stop
     // after a few empty answers in a row.
     while empty_rounds < 3 {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .visibility_timeout(SCAN_VISIBILITY.as_secs() as i32)
-            .wait_time_seconds(0)
-            .message_attribute_names("All")
-            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
-            .send()
-            .await
-            .map_err(sqs_error(url))?;
-        if out.messages().is_empty() {
+        let batch = receive(sqs, dlq, url, SCAN_VISIBILITY).await?;
+        if batch.is_empty() {
             empty_rounds += 1;
             continue;
         }
         empty_rounds = 0;
-        for m in out.messages() {
-            handles.extend(m.receipt_handle().map(str::to_owned));
-            let id = m.message_id().unwrap_or_default().to_owned();
-            if !seen.insert(id.clone()) {
-                continue;
+        for (parked, handle) in batch {
+            handles.push(handle);
+            if seen.insert(parked.message_id.clone()) {
+                scan.messages.push(parked);
             }
-            let attributes = string_attributes(m);
+        }
+    }
+    Ok(scan)
+}
+
+/// One receive of up to ten messages, each with its receipt handle; they stay
+/// invisible for `visibility` unless made visible again (`make_visible`) or deleted.
+pub async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    dlq: DlqName,
+    url: &str,
+    visibility: Duration,
+) -> Result<Vec<(Parked, String)>, DlqError> {
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .visibility_timeout(visibility.as_secs() as i32)
+        .wait_time_seconds(0)
+        .message_attribute_names("All")
+        .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+        .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+        .send()
+        .await
+        .map_err(sqs_error(url))?;
+    Ok(out
+        .messages()
+        .iter()
+        .map(|m| {
             let parked_at_ms = m
                 .attributes()
                 .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            scan.messages.push(Parked {
+            let parked = Parked {
                 dlq,
-                message_id: id,
+                message_id: m.message_id().unwrap_or_default().to_owned(),
                 body: m.body().unwrap_or_default().to_owned(),
-                attributes,
+                attributes: string_attributes(m),
                 parked_at_ms,
                 copies: 1,
-            });
-        }
-    }
-    Ok(scan)
+            };
+            (parked, m.receipt_handle().unwrap_or_default().to_owned())
+        })
+        .collect())
 }
 
 /// A received message's string attributes (every attribute switchyard writes is one).
@@ -180,7 +208,8 @@ pub fn string_attributes(m: &aws_sdk_sqs::types::Message) -> BTreeMap<String, St
         .collect()
 }
 
-async fn make_visible(sqs: &aws_sdk_sqs::Client, url: &str, handles: &[String]) -> Result<(), DlqError> {
+/// Makes received messages visible again at once.
+pub async fn make_visible(sqs: &aws_sdk_sqs::Client, url: &str, handles: &[String]) -> Result<(), DlqError> {
     for chunk in handles.chunks(10) {
         let entries: Vec<_> = chunk
             .iter()
@@ -204,7 +233,8 @@ async fn make_visible(sqs: &aws_sdk_sqs::Client, url: &str, handles: &[String]) 
     Ok(())
 }
 
-async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64, DlqError> {
+/// Messages in a queue, visible or not (approximate, as SQS counts).
+pub async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64, DlqError> {
     let out = sqs
         .get_queue_attributes()
         .queue_url(url)
@@ -218,6 +248,38 @@ async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64, DlqError> {
         .iter()
         .filter_map(|k| attrs.get(k).and_then(|v| v.parse::<u64>().ok()))
         .sum())
+}
+
+/// A parked ledger record as a listing shows it (the parked index holds no message
+/// id or body: `dlq show` and `replay` fetch those from the queue).
+pub fn from_record(r: &LedgerRecord) -> Option<Parked> {
+    let (source, event_id) = r.key.pk.strip_prefix("EVT#")?.split_once('#')?;
+    let dlq = match r.dlq.as_deref() {
+        Some("ingest") => DlqName::Ingest,
+        Some("dispatch-fifo") => DlqName::DispatchFifo,
+        _ => DlqName::Dispatch,
+    };
+    let (flow, version) = r.key.sk.strip_prefix("DELIVERY#")?.rsplit_once("#v")?;
+    let version: u32 = version.parse().ok()?;
+    let mut attributes = BTreeMap::new();
+    attributes.insert("delivery_id".to_owned(), Delivery::id_for(source, event_id, flow, version));
+    attributes.insert("event_id".to_owned(), event_id.to_owned());
+    attributes.insert("source".to_owned(), source.to_owned());
+    attributes.insert("flow".to_owned(), flow.to_owned());
+    attributes.insert("flow_version".to_owned(), version.to_string());
+    attributes.insert("attempts".to_owned(), r.attempts.to_string());
+    let optional = [
+        ("destination", &r.destination),
+        ("error_class", &r.error_class),
+        ("reason", &r.reason),
+        ("correlation_id", &r.correlation_id),
+    ];
+    for (name, value) in optional {
+        if let Some(v) = value {
+            attributes.insert(name.to_owned(), v.clone());
+        }
+    }
+    Some(Parked { dlq, message_id: String::new(), body: String::new(), attributes, parked_at_ms: r.updated_at_ms, copies: 1 })
 }
 
 /// Merges copies of one parked delivery into its first copy (oldest first).
@@ -344,7 +406,7 @@ pub fn render_list_json(messages: &[Parked], unseen: u64) -> Value {
 pub fn render_list_text(messages: &[Parked], unseen: u64) -> String {
     let mut out = format!(
         "{:<14} {:<24} {:<36} {:<32} {:<12} {:<9} {:>3}  {}\n",
-        "DLQ", "PARKED AT", "MESSAGE ID", "FLOW", "DESTINATION", "CLASS", "ATT", "REASON"
+        "DLQ", "PARKED AT", "MESSAGE ID (OR DELIVERY ID)", "FLOW", "DESTINATION", "CLASS", "ATT", "REASON"
     );
     for m in messages {
         let copies = if m.copies > 1 { format!(" (×{} copies)", m.copies) } else { String::new() };
@@ -352,7 +414,7 @@ pub fn render_list_text(messages: &[Parked], unseen: u64) -> String {
             "{:<14} {:<24} {:<36} {:<32} {:<12} {:<9} {:>3}  {}{copies}\n",
             m.dlq.as_str(),
             rfc3339(m.parked_at_ms),
-            m.message_id,
+            if m.message_id.is_empty() { m.attribute("delivery_id").unwrap_or("-") } else { &m.message_id },
             m.attribute("flow").filter(|f| !f.is_empty()).unwrap_or("-"),
             m.attribute("destination").filter(|d| !d.is_empty()).unwrap_or("-"),
             m.attribute("error_class").unwrap_or("-"),
@@ -376,11 +438,21 @@ pub fn render_list_text(messages: &[Parked], unseen: u64) -> String {
 /// `dlq show`: the attributes and the body, redacted by the logs' redactor (secrets,
 /// credentials, e-mail addresses, phone and card numbers, a flow's sensitive fields).
 pub fn render_show(m: &Parked) -> Value {
+    render_body(m, true)
+}
+
+/// `dlq show --reveal`: the body in clear (the caller writes the audit record first).
+pub fn render_revealed(m: &Parked) -> Value {
+    render_body(m, false)
+}
+
+fn render_body(m: &Parked, redacted: bool) -> Value {
     let text = serde_json::from_str::<Value>(&m.body).map(|b| b.to_string()).unwrap_or_else(|_| m.body.clone());
-    let redacted = switchyard_common::redact::redact(&text);
+    let shown = if redacted { switchyard_common::redact::redact(&text) } else { text.into() };
     let mut v = summary_json(m);
     v["attributes"] = json!(m.attributes);
-    v["body"] = serde_json::from_str(&redacted).unwrap_or(Value::String(redacted.into_owned()));
+    v["body"] = serde_json::from_str(&shown).unwrap_or(Value::String(shown.into_owned()));
+    v["redacted"] = json!(redacted);
     v
 }
 

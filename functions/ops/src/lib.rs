@@ -2,5 +2,8 @@
 //! actions, replay.
 
 pub mod audit;
+pub mod cli;
+pub mod diff;
 pub mod dlq;
+pub mod replay;
 pub mod trace;
