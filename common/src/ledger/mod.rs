@@ -328,16 +328,23 @@ pub trait IdempotencyStore: Send + Sync {
     /// Partition keys of the events with this correlation id (the correlation index).
     async fn events_by_correlation(&self, correlation_id: &str) -> Result<Vec<String>, LedgerError>;
 
-    /// Copies the record at `from` to `to` (same state, other key).
+    /// Copies the record at `from` to `to` (same state, other key), keeping what `to`
+    /// already told (an outcome the mapper recorded there, an earlier attempt) in its
+    /// log, so the event's trace loses nothing.
     async fn mirror(&self, from: &RecordKey, to: &RecordKey) -> Result<(), LedgerError> {
         let found = self.history(&from.pk).await?.into_iter().find(|r| r.key.sk == from.sk);
-        match found {
-            Some(mut record) => {
-                record.key = to.clone();
-                self.put_record(&record).await
-            }
-            None => Ok(()),
+        let Some(mut record) = found else { return Ok(()) };
+        if let Some(before) = self.history(&to.pk).await?.into_iter().find(|r| r.key.sk == to.sk) {
+            let mut log = before.log;
+            let new: Vec<String> = record.log.into_iter().filter(|e| !log.contains(e)).collect();
+            log.extend(new);
+            log.sort_by_key(|e| parse_log_entry(e).map_or(0, |(at, ..)| at));
+            record.log = log;
+            record.entity = record.entity.or(before.entity);
+            record.created_at_ms = record.created_at_ms.min(before.created_at_ms);
         }
+        record.key = to.clone();
+        self.put_record(&record).await
     }
 }
 

@@ -410,9 +410,7 @@ async fn find_command(stage: &Stage, json: bool, args: FindArgs) -> Result<u8, F
     let pks = pks.map_err(unavailable(&table))?;
     let shown = print_events(&ledger, &table, &pks, json).await?;
     if shown == 0 {
-        eprintln!(
-            "no events for {what} in {table} (does the flow declare entity_key? wrong stage? expired?)"
-        );
+        eprintln!("no events for {what} in {table} (does the flow declare entity_key? wrong stage? expired?)");
         return Ok(exit::NOT_FOUND);
     }
     Ok(exit::OK)
@@ -443,7 +441,10 @@ fn edit_in_editor(original: &serde_json::Value) -> Result<String, Failure> {
 
 async fn replay_command(stage: &Stage, json: bool, args: ReplayArgs) -> Result<u8, Failure> {
     if args.yes && args.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
-        return Err(Failure(exit::USAGE, "--yes needs --reason \"why\" (it goes into each event's audit record)".into()));
+        return Err(Failure(
+            exit::USAGE,
+            "--yes needs --reason \"why\" (it goes into each event's audit record)".into(),
+        ));
     }
     if args.edit && args.ids.len() != 1 {
         return Err(Failure(exit::USAGE, "--edit works on one message: name it by its message or delivery id".into()));

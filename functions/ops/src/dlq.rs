@@ -279,7 +279,14 @@ pub fn from_record(r: &LedgerRecord) -> Option<Parked> {
             attributes.insert(name.to_owned(), v.clone());
         }
     }
-    Some(Parked { dlq, message_id: String::new(), body: String::new(), attributes, parked_at_ms: r.updated_at_ms, copies: 1 })
+    Some(Parked {
+        dlq,
+        message_id: String::new(),
+        body: String::new(),
+        attributes,
+        parked_at_ms: r.updated_at_ms,
+        copies: 1,
+    })
 }
 
 /// Merges copies of one parked delivery into its first copy (oldest first).

@@ -39,8 +39,13 @@ use crate::audit;
 use crate::diff;
 use crate::dlq::{self, DlqError, DlqName, Filter, Parked};
 
-/// How long received messages stay invisible while a replay works on them.
-const HOLD: Duration = Duration::from_secs(300);
+/// How long received messages stay invisible while a replay works on them (and after
+/// the process is killed outright, before a rerun can see them):
+/// `SWITCHYARD_OPS_HOLD_SECS`, default 300.
+fn hold() -> Duration {
+    let secs = std::env::var("SWITCHYARD_OPS_HOLD_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    Duration::from_secs(secs)
+}
 
 /// A correction to the payload before it is sent again.
 #[derive(Debug)]
@@ -53,7 +58,8 @@ pub enum Patch {
 
 impl Patch {
     pub fn jq(text: &str) -> Result<Self, String> {
-        let program = JqProgram::compile("--patch", text).map_err(|e| format!("--patch does not compile: {}", e.reason()))?;
+        let program =
+            JqProgram::compile("--patch", text).map_err(|e| format!("--patch does not compile: {}", e.reason()))?;
         Ok(Patch::Jq { text: text.to_owned(), program })
     }
 
@@ -65,7 +71,9 @@ impl Patch {
 
     fn apply(&self, payload: &Value) -> Result<Value, String> {
         match self {
-            Patch::Jq { program, .. } => program.run_one(payload).map_err(|e| format!("the patch fails: {}", e.reason())),
+            Patch::Jq { program, .. } => {
+                program.run_one(payload).map_err(|e| format!("the patch fails: {}", e.reason()))
+            }
             Patch::Document { value, .. } => Ok(value.clone()),
         }
     }
@@ -178,7 +186,11 @@ struct Planned {
 
 /// The latest version of a flow that still runs (live over dark).
 fn current_flow<'c>(config: &'c Config, name: &str) -> Option<&'c Flow> {
-    config.flows.iter().filter(|f| f.name == name && f.mode != Mode::Off).max_by_key(|f| (f.mode == Mode::Live, f.version))
+    config
+        .flows
+        .iter()
+        .filter(|f| f.name == name && f.mode != Mode::Off)
+        .max_by_key(|f| (f.mode == Mode::Live, f.version))
 }
 
 /// The idempotency key of a patched replay: the original's, tied to the patch.
@@ -250,8 +262,8 @@ pub fn pretty_redacted(v: &Value) -> String {
 /// the dispatcher from the destination's secret and never shown).
 fn request_view(config: &Config, d: &Delivery) -> Value {
     let base = config.destination(&d.destination).map(|x| x.base_url.clone()).unwrap_or_default();
-    let body = serde_json::from_str::<Value>(&switchyard_common::redact::redact(&d.body.to_string()))
-        .unwrap_or(Value::Null);
+    let body =
+        serde_json::from_str::<Value>(&switchyard_common::redact::redact(&d.body.to_string())).unwrap_or(Value::Null);
     json!({
         "method": d.method,
         "url": format!("{base}{}", d.path),
@@ -265,7 +277,11 @@ fn request_view(config: &Config, d: &Delivery) -> Value {
 
 /// Replays (or, without `yes`, plans) every selected message of the chosen DLQs.
 /// `stop` ends the run early, cleanly: every message not replayed is made visible.
-pub async fn run(ctx: &Context<'_>, options: &Options, stop: impl std::future::Future<Output = ()>) -> Result<Report, DlqError> {
+pub async fn run(
+    ctx: &Context<'_>,
+    options: &Options,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Report, DlqError> {
     let mut report = Report { dry_run: !options.yes, ..Report::default() };
     let chosen = if options.dlqs.is_empty() { DlqName::ALL.to_vec() } else { options.dlqs.clone() };
     let mut progress = Progress::new(ctx, &chosen, options).await;
@@ -315,19 +331,20 @@ async fn replay_queue(
         if options.max.is_some_and(|max| attempted(report) >= max) {
             return Ok(());
         }
-        let batch = dlq::receive(&ctx.sqs, dlq, url, HOLD).await?;
+        let batch = dlq::receive(&ctx.sqs, dlq, url, hold()).await?;
         if batch.is_empty() {
             empty_rounds += 1;
             continue;
         }
         empty_rounds = 0;
+        // Held from the moment they are received, so that an interruption anywhere
+        // below makes them visible again; a deleted one is let go.
+        held.extend(batch.iter().map(|(_, h)| h.clone()));
         for (m, handle) in batch {
             if !seen.insert(m.message_id.clone()) || !options.selects(&m) {
-                held.push(handle);
                 continue;
             }
             if options.max.is_some_and(|max| attempted(report) >= max) {
-                held.push(handle);
                 continue;
             }
             let identity = m.identity();
@@ -342,25 +359,23 @@ async fn replay_queue(
             if options.yes && replayed_here.contains(&identity) {
                 // A second copy of one this run just replayed: it goes with it.
                 item.outcome = match delete(ctx, url, &handle).await {
-                    Ok(()) => Outcome::Skipped("a copy of a delivery replayed in this run (deleted)".into()),
-                    Err(e) => {
-                        held.push(handle);
-                        Outcome::Failed(e)
+                    Ok(()) => {
+                        held.retain(|h| *h != handle);
+                        Outcome::Skipped("a copy of a delivery replayed in this run (deleted)".into())
                     }
+                    Err(e) => Outcome::Failed(e),
                 };
                 progress.tick(&item.outcome);
                 report.items.push(item);
                 continue;
             }
             match plan(ctx.config, options, &m) {
-                Err(outcome) => {
-                    item.outcome = outcome;
-                    held.push(handle);
-                }
+                Err(outcome) => item.outcome = outcome,
                 Ok(planned) => {
                     item.request = Some(request_view(ctx.config, &planned.delivery));
                     if options.patch.is_some() {
-                        item.diff = Some(diff::unified(&pretty_redacted(&planned.before), &pretty_redacted(&planned.after)));
+                        item.diff =
+                            Some(diff::unified(&pretty_redacted(&planned.before), &pretty_redacted(&planned.after)));
                     }
                     if options.yes {
                         if let Some(rate) = options.rate.filter(|r| *r > 0.0) {
@@ -371,17 +386,15 @@ async fn replay_queue(
                             last_send = Some(Instant::now());
                         }
                         item.outcome = replay_one(ctx, options, dlq, url, &m, &handle, &planned).await;
-                        match &item.outcome {
-                            Outcome::Replayed => {
-                                replayed_here.insert(identity);
-                            }
-                            Outcome::Skipped(reason) if reason.starts_with("already replayed") => {
-                                replayed_here.insert(identity);
-                            }
-                            _ => held.push(handle),
+                        let gone = match &item.outcome {
+                            Outcome::Replayed => true,
+                            Outcome::Skipped(reason) => reason.starts_with("already replayed"),
+                            Outcome::Failed(_) | Outcome::WouldReplay => false,
+                        };
+                        if gone {
+                            replayed_here.insert(identity);
+                            held.retain(|h| *h != handle);
                         }
-                    } else {
-                        held.push(handle);
                     }
                 }
             }
