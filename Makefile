@@ -49,7 +49,7 @@ if [ -f $(MOTO_PID) ]; then \
 fi
 endef
 
-.PHONY: help venv venv-checkov stack-up stack-down run test lint-iac lambda-smoke soak bench fuzz build clean-local
+.PHONY: help venv venv-checkov stack-up stack-down run test lint-iac lambda-smoke soak bench bench-dlq fuzz build clean-local
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -144,8 +144,17 @@ lambda-smoke: $(VENV)/.stamp
 	  || { echo "lambda-smoke: expected statusCode 404 for an unknown source"; exit 1; }; \
 	echo "lambda-smoke: ok"
 
-bench:
+bench: bench-dlq
 	cargo bench -p switchyard-common
+
+# `switchyard-ops dlq list --flow F --reason TEXT` over 10,000 parked deliveries
+# (DLQ_BENCH_N), from the ledger's parked index and with --scan; checks the DLQ is
+# unchanged afterwards. Its own moto server; a debug build (bound by the endpoint).
+DLQ_BENCH_N ?= 10000
+
+bench-dlq: $(VENV)/.stamp
+	cargo build -p switchyard-e2e --bins
+	DLQ_BENCH_N=$(DLQ_BENCH_N) SWITCHYARD_VENV=$(CURDIR)/$(VENV) $(AWS_TEST_ENV) $(TARGET_DIR)/debug/dlq-bench
 
 # The chaos soak (README, "Chaos soak"): its own moto, the local runner as a process
 # it kills with SIGKILL, its own flaky destination; exits non-zero unless every event
