@@ -90,7 +90,8 @@ impl DynamoLedger {
         Ok(())
     }
 
-    async fn get(&self, key: &RecordKey) -> Result<Option<LedgerRecord>, LedgerError> {
+    /// One item, read consistently.
+    async fn get_item(&self, key: &RecordKey) -> Result<Option<Item>, LedgerError> {
         let out = self
             .client
             .get_item()
@@ -101,7 +102,11 @@ impl DynamoLedger {
             .send()
             .await
             .map_err(unavailable)?;
-        out.item().map(record_from_item).transpose()
+        Ok(out.item)
+    }
+
+    async fn get(&self, key: &RecordKey) -> Result<Option<LedgerRecord>, LedgerError> {
+        self.get_item(key).await?.as_ref().map(record_from_item).transpose()
     }
 
     /// Event partition keys from an index holding `attr = value`, first seen first.
@@ -347,18 +352,8 @@ impl IdempotencyStore for DynamoLedger {
     }
 
     async fn last_version(&self, flow: &str, entity: &str) -> Result<Option<i64>, LedgerError> {
-        let key = RecordKey::entity(flow, entity);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(&key.pk))
-            .key("sk", s(&key.sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(out.item().and_then(|i| get_n(i, "version")))
+        let item = self.get_item(&RecordKey::entity(flow, entity)).await?;
+        Ok(item.and_then(|i| get_n(&i, "version")))
     }
 
     async fn advance_version(
