@@ -363,3 +363,37 @@ async fn find_by_business_key_lists_the_entitys_events_from_the_command_line() {
     let missing = ops_command(&w).args(["find", "--flow", FLOW, "--key", "9999"]).output().await.unwrap();
     assert_eq!(missing.status.code(), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_opens_the_payload_in_the_editor_and_the_edited_request_is_delivered() {
+    let w = World::start().await;
+    // Parked by hand, never tried: the ledger has no record of it yet.
+    let d = delivery("evt_edit", json!({"email": "ada@example.com", "plan": "basci"}));
+    let copy = parked_message(
+        &serde_json::to_string(&d).unwrap(),
+        &Failure::terminal("HTTP 422 from crm: unknown plan"),
+        1,
+        "dispatcher",
+    )
+    .attribute("delivery_id", &d.delivery_id)
+    .attribute("flow", &d.flow)
+    .attribute("destination", &d.destination)
+    .attribute("event_id", &d.event_id);
+    SqsQueue::new(w.aws.sqs()).send_all(&w.aws.stack.dispatch_dlq_url, &[copy]).await.unwrap();
+
+    let out = ops_command(&w)
+        .args(["replay", &d.delivery_id, "--edit", "--reason", "fix the typo", "--yes"])
+        .env("EDITOR", "sed -i s/basci/basic/")
+        .env_remove("VISUAL")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("+++ after"), "the diff is shown first");
+    assert!(eventually(WAIT, async || w.sink.received().len() == 1).await, "not delivered");
+    assert_eq!(w.sink.received()[0].body["plan"], "basic");
+    assert!(eventually(WAIT, async || dlqs_empty(&w).await).await);
+    let history = w.aws.history("stripe", "evt_edit").await;
+    let audit = history.iter().find(|r| r.status == Status::Audit).expect("audited");
+    assert_eq!(audit.details["patch"], "a whole payload edited with --edit");
+}
