@@ -73,7 +73,7 @@ impl DynamoLedger {
             update.push_str(&format!(", {name} = :v{i}"));
             req = req.expression_attribute_values(format!(":v{i}"), value.clone());
         }
-        match LedgerRecord::new(key.clone(), status, now_ms, 0).parked_index_key() {
+        match (status == Status::Parked).then(|| key.parked_sort_key(now_ms)).flatten() {
             Some(sort) => {
                 update.push_str(", pidx = :pidx, pidx_sk = :pidx_sk REMOVE ipx");
                 req = req
@@ -88,6 +88,11 @@ impl DynamoLedger {
         }
         req.update_expression(update).send().await.map_err(unavailable)?;
         Ok(())
+    }
+
+    /// A PutItem of the whole record (its index attributes derived from its state).
+    fn put(&self, record: &LedgerRecord) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
+        self.client.put_item().table_name(&self.table).set_item(Some(item_from_record(record)))
     }
 
     /// One item, read consistently.
@@ -402,10 +407,7 @@ impl IdempotencyStore for DynamoLedger {
 
     async fn record_decision(&self, record: &LedgerRecord) -> Result<bool, LedgerError> {
         let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item_from_record(record)))
+            .put(record)
             .condition_expression("attribute_not_exists(pk) OR (#st <> :done AND #st <> :ip)")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":done", s(Status::Completed.as_str()))
@@ -416,15 +418,7 @@ impl IdempotencyStore for DynamoLedger {
     }
 
     async fn put_new(&self, record: &LedgerRecord) -> Result<bool, LedgerError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item_from_record(record)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        conditional(result)
+        conditional(self.put(record).condition_expression("attribute_not_exists(pk)").send().await)
     }
 
     async fn arm(&self, request: &ArmRequest) -> Result<ArmOutcome, LedgerError> {
@@ -436,13 +430,12 @@ impl IdempotencyStore for DynamoLedger {
                 Ok(n) => n,
                 Err(outcome) => return Ok(outcome),
             };
-            let entry =
-                log_entry(request.now_ms, Status::Failed, None, &format!("armed for replay {}", request.replay_id));
+            let log = replay::armed_log(existing.as_ref(), request);
             let mut update = String::from(
                 "SET #st = :failed, attempts = :zero, payload_hash = :h, replay_id = :r, updated_at = :now, \
                  created_at = if_not_exists(created_at, :now), expires_at = :exp, \
                  correlation_id = if_not_exists(correlation_id, :cid), flow = :flow, destination = :dest, \
-                 #log = list_append(if_not_exists(#log, :empty), :entry)",
+                 #log = :log",
             );
             let mut req = self
                 .client
@@ -461,8 +454,7 @@ impl IdempotencyStore for DynamoLedger {
                 .expression_attribute_values(":cid", s(&request.correlation_id))
                 .expression_attribute_values(":flow", s(&request.flow))
                 .expression_attribute_values(":dest", s(&request.destination))
-                .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
-                .expression_attribute_values(":entry", AttributeValue::L(vec![s(&entry)]));
+                .expression_attribute_values(":log", AttributeValue::L(log.iter().map(|e| s(e)).collect()));
             if let Some(entity) = &request.entity {
                 update.push_str(", ekey = :ekey");
                 req = req.expression_attribute_values(":ekey", s(entity));
@@ -511,13 +503,7 @@ impl IdempotencyStore for DynamoLedger {
     }
 
     async fn put_record(&self, r: &LedgerRecord) -> Result<(), LedgerError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item_from_record(r)))
-            .send()
-            .await
-            .map_err(unavailable)?;
+        self.put(r).send().await.map_err(unavailable)?;
         Ok(())
     }
 

@@ -155,6 +155,7 @@ impl IdempotencyStore for MemoryLedger {
             Ok(n) => n,
             Err(outcome) => return Ok(outcome),
         };
+        let log = replay::armed_log(records.get(&k), request);
         let mut r = records.get(&k).cloned().unwrap_or_else(|| {
             LedgerRecord::new(request.key.clone(), Status::Failed, request.now_ms, request.expires_at_s)
         });
@@ -169,7 +170,7 @@ impl IdempotencyStore for MemoryLedger {
         r.flow = Some(request.flow.clone());
         r.destination = Some(request.destination.clone());
         r.entity = request.entity.clone().or(r.entity);
-        r.log.push(log_entry(request.now_ms, Status::Failed, None, &format!("armed for replay {}", request.replay_id)));
+        r.log = log;
         records.insert(k, r);
         Ok(ArmOutcome::Armed { attempts_before })
     }

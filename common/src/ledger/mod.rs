@@ -107,6 +107,12 @@ impl RecordKey {
         self.pk.starts_with("EVT#")
     }
 
+    /// Its sort key in the parked index when parked at `at_ms`: only an event's own
+    /// records are indexed (a shared claim is mirrored into them).
+    pub fn parked_sort_key(&self, at_ms: i64) -> Option<String> {
+        self.is_event().then(|| format!("{:013}#{}#{}", at_ms.max(0), self.pk, self.sk))
+    }
+
     /// The record holding the last delivered version of an entity.
     pub fn entity(flow: &str, entity: &str) -> Self {
         Self { pk: format!("ENTITY#{flow}#{entity}"), sk: "VERSION".to_owned() }
@@ -263,8 +269,7 @@ impl LedgerRecord {
     /// The sort key of the parked index, if this record belongs in it: an event's own
     /// record in the `PARKED` state.
     pub fn parked_index_key(&self) -> Option<String> {
-        (self.status == Status::Parked && self.key.is_event())
-            .then(|| format!("{:013}#{}#{}", self.updated_at_ms.max(0), self.key.pk, self.key.sk))
+        (self.status == Status::Parked).then(|| self.key.parked_sort_key(self.updated_at_ms)).flatten()
     }
 }
 
@@ -328,23 +333,17 @@ pub trait IdempotencyStore: Send + Sync {
     /// Partition keys of the events with this correlation id (the correlation index).
     async fn events_by_correlation(&self, correlation_id: &str) -> Result<Vec<String>, LedgerError>;
 
-    /// Copies the record at `from` to `to` (same state, other key), keeping what `to`
-    /// already told (an outcome the mapper recorded there, an earlier attempt) in its
-    /// log, so the event's trace loses nothing.
+    /// Copies the record at `from` to `to` (same state, other key). What `to` told
+    /// before a replay armed `from` is already in `from`'s log (`ArmRequest::history`).
     async fn mirror(&self, from: &RecordKey, to: &RecordKey) -> Result<(), LedgerError> {
         let found = self.history(&from.pk).await?.into_iter().find(|r| r.key.sk == from.sk);
-        let Some(mut record) = found else { return Ok(()) };
-        if let Some(before) = self.history(&to.pk).await?.into_iter().find(|r| r.key.sk == to.sk) {
-            let mut log = before.log;
-            let new: Vec<String> = record.log.into_iter().filter(|e| !log.contains(e)).collect();
-            log.extend(new);
-            log.sort_by_key(|e| parse_log_entry(e).map_or(0, |(at, ..)| at));
-            record.log = log;
-            record.entity = record.entity.or(before.entity);
-            record.created_at_ms = record.created_at_ms.min(before.created_at_ms);
+        match found {
+            Some(mut record) => {
+                record.key = to.clone();
+                self.put_record(&record).await
+            }
+            None => Ok(()),
         }
-        record.key = to.clone();
-        self.put_record(&record).await
     }
 }
 

@@ -22,6 +22,26 @@ pub struct ArmRequest {
     pub flow: String,
     pub destination: String,
     pub entity: Option<String>,
+    /// The log of the event's own record when the claim is a shared one (a flow's own
+    /// idempotency key, or a patched replay's): carried into the claim, so that the
+    /// outcome mirrored back into the event's history keeps what it told before
+    /// (e.g. the mapper parking it).
+    pub history: Vec<String>,
+}
+
+/// The log an armed record starts from: entries of `history` it lacks, then its own,
+/// then the arm's entry.
+pub(crate) fn armed_log(existing: Option<&LedgerRecord>, request: &ArmRequest) -> Vec<String> {
+    let own = existing.map(|r| r.log.as_slice()).unwrap_or_default();
+    let mut log: Vec<String> = request.history.iter().filter(|e| !own.contains(e)).cloned().collect();
+    log.extend(own.iter().cloned());
+    log.push(super::log_entry(
+        request.now_ms,
+        Status::Failed,
+        None,
+        &format!("armed for replay {}", request.replay_id),
+    ));
+    log
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +95,7 @@ mod tests {
             flow: "crm".into(),
             destination: "crm".into(),
             entity: None,
+            history: Vec::new(),
         }
     }
 

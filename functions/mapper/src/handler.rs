@@ -42,25 +42,7 @@ impl Mapped {
     pub fn failed(&self) -> impl Iterator<Item = (&NotMapped, &Failure)> {
         self.not_mapped.iter().filter_map(|n| Some((n, n.failure.as_ref()?)))
     }
-}
 
-/// Runs every matching flow over one envelope. Pure: no I/O, so it is what the golden
-/// fixtures test.
-pub fn map_envelope(config: &Config, envelope: &Envelope) -> Mapped {
-    let mut mapped = Mapped::default();
-    for flow in config.flows.iter().filter(|f| selects(f, envelope)) {
-        mapped.push(flow, map_one(config, flow, envelope), envelope);
-    }
-    mapped
-}
-
-/// Runs one flow (by name and version, whatever its mode) over an envelope: what a
-/// replay of a parked envelope through the current flow version does.
-pub fn map_flow(config: &Config, flow: &Flow, envelope: &Envelope) -> Result<Option<Delivery>, Failure> {
-    map_one(config, flow, envelope)
-}
-
-impl Mapped {
     fn push(&mut self, flow: &Flow, result: Result<Option<Delivery>, Failure>, envelope: &Envelope) {
         let failure = match result {
             Ok(Some(d)) => return self.deliveries.push(d),
@@ -75,6 +57,16 @@ impl Mapped {
             failure,
         });
     }
+}
+
+/// Runs every matching flow over one envelope. Pure: no I/O, so it is what the golden
+/// fixtures test.
+pub fn map_envelope(config: &Config, envelope: &Envelope) -> Mapped {
+    let mut mapped = Mapped::default();
+    for flow in config.flows.iter().filter(|f| selects(f, envelope)) {
+        mapped.push(flow, map_flow(config, flow, envelope), envelope);
+    }
+    mapped
 }
 
 /// The flow's business key, hashed; `None` when the flow has none or it cannot be read
@@ -98,8 +90,9 @@ fn mapping_failure(e: MappingError) -> Failure {
     }
 }
 
-/// `Ok(None)`: the flow's filter said no.
-fn map_one(config: &Config, flow: &Flow, envelope: &Envelope) -> Result<Option<Delivery>, Failure> {
+/// Runs one flow (whatever its mode) over an envelope; `Ok(None)`: its filter said no.
+/// Also what a replay of a parked envelope through the current flow version runs.
+pub fn map_flow(config: &Config, flow: &Flow, envelope: &Envelope) -> Result<Option<Delivery>, Failure> {
     let data = &envelope.data;
     if let Some(filter) = &flow.filter {
         match filter.run_one(data) {

@@ -336,24 +336,13 @@ async fn dlq_show(stage: &Stage, args: ShowArgs) -> Result<u8, Failure> {
         ("from_dlq".to_owned(), m.dlq.as_str().to_owned()),
         ("delivery_id".to_owned(), m.attribute("delivery_id").unwrap_or_default().to_owned()),
     ]);
-    let id = format!("{:013}-{}", now_ms(), &uuid_like());
+    // Each reveal is a record of its own: the time and the message make it unique.
+    let id = format!("{:013}-{}", now_ms(), m.message_id);
     let record = audit::record(&pk, "reveal", &id, &actor, details);
     let (ledger, table) = ledger(stage).await;
     audit::write(&ledger, &record).await.map_err(unavailable(&table))?;
     println!("{}", serde_json::to_string_pretty(&dlq::render_revealed(m)).unwrap_or_default());
     Ok(exit::OK)
-}
-
-/// A short random id, so two reveals in one millisecond are two records.
-fn uuid_like() -> String {
-    format!("{:08x}", rand_u32())
-}
-
-fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_i64(now_ms());
-    h.finish() as u32
 }
 
 async fn trace_command(stage: &Stage, json: bool, args: TraceArgs) -> Result<u8, Failure> {

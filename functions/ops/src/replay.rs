@@ -419,8 +419,19 @@ async fn replay_one(
     let d = &planned.delivery;
     let now = now_ms();
     let replay_id = replay_id(d, options.force);
+    let key = d.claim_key();
+    // A shared claim carries the event record's log (e.g. the mapper parking it), so
+    // the outcome mirrored back into the event's history keeps it.
+    let history = if key == d.event_key() {
+        Vec::new()
+    } else {
+        match ctx.ledger.history(&key_pk(d)).await {
+            Ok(records) => records.into_iter().find(|r| r.key == d.event_key()).map(|r| r.log).unwrap_or_default(),
+            Err(e) => return Outcome::Failed(format!("ledger: {e}")),
+        }
+    };
     let arm = ArmRequest {
-        key: d.claim_key(),
+        key,
         payload_hash: d.payload_hash(),
         replay_id: replay_id.clone(),
         force: options.force,
@@ -430,6 +441,7 @@ async fn replay_one(
         flow: d.flow.clone(),
         destination: d.destination.clone(),
         entity: d.entity.clone(),
+        history,
     };
     let attempts_before = match ctx.ledger.arm(&arm).await {
         Ok(ArmOutcome::Armed { attempts_before }) => attempts_before,
@@ -466,7 +478,7 @@ async fn replay_one(
     if options.force {
         details.insert("forced".into(), "true".into());
     }
-    let record = audit::record(&RecordKey::event_pk(&d.source, &d.event_id), "replay", &replay_id, &ctx.actor, details);
+    let record = audit::record(&key_pk(d), "replay", &replay_id, &ctx.actor, details);
     if let Err(e) = audit::write(ctx.ledger, &record).await {
         return Outcome::Failed(format!("could not write the audit record: {e}"));
     }
@@ -492,6 +504,11 @@ async fn replay_one(
         // Enqueued: a rerun finds it armed or delivered and deletes the copy then.
         Err(e) => Outcome::Failed(format!("replayed, but the DLQ copy stays: {e}")),
     }
+}
+
+/// The partition of the delivery's event.
+fn key_pk(d: &Delivery) -> String {
+    RecordKey::event_pk(&d.source, &d.event_id)
 }
 
 async fn delete(ctx: &Context<'_>, url: &str, handle: &str) -> Result<(), String> {
