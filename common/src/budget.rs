@@ -61,6 +61,14 @@ pub fn min_receive_count(destination: &Destination) -> u32 {
 }
 
 /// Checks every destination's budget against the `maxReceiveCount` of `queue`.
+/// The receive count at which a message the gate keeps holding back (a long backlog
+/// behind a rate limit, a long outage behind an open breaker) is re-sent as a fresh
+/// message: every hold is a receive, and the receives left must still cover the
+/// destination's whole budget ([`min_receive_count`]).
+pub fn hold_requeue_at(destination: &Destination, max_receive_count: u32) -> u32 {
+    max_receive_count.saturating_sub(min_receive_count(destination)).max(1)
+}
+
 pub fn check_backstop(config: &Config, queue: &str, max_receive_count: u32) -> Result<(), BudgetError> {
     for d in config.destinations.values() {
         let needed = min_receive_count(d);

@@ -84,6 +84,8 @@ struct RawDestination {
     #[serde(default)]
     retry: RetryPolicy,
     signing: Option<RawSigning>,
+    rate_limit: Option<RateLimit>,
+    breaker: Option<BreakerPolicy>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -226,6 +228,43 @@ struct RawSigning {
     secret: Option<String>,
 }
 
+/// How fast a destination may be called, shared by every dispatcher:
+/// `rate_limit = { per_second = 10, burst = 10 }`. A token bucket (GCRA) kept on one
+/// item of the ledger table (`gate`); a delivery over the limit waits on its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: u32,
+    /// Calls allowed back to back after a quiet spell; defaults to `per_second`.
+    pub burst: Option<u32>,
+}
+
+impl RateLimit {
+    pub fn burst(&self) -> u32 {
+        self.burst.unwrap_or(self.per_second)
+    }
+}
+
+/// The circuit breaker of a destination, shared by every dispatcher:
+/// `breaker = { failures = 5, cooldown_secs = 30, alarm_after_secs = 300 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerPolicy {
+    /// Consecutive transient failures (timeouts, refused connections, 5xx, 429) that open it.
+    pub failures: u32,
+    /// How long it stays open before one probe (half-open) may call the destination.
+    pub cooldown_secs: u64,
+    /// How long it may stay open before its alarm fires (the template's alarm reads it
+    /// from the `BreakerHeld` metric: one per held delivery per minute).
+    pub alarm_after_secs: u64,
+}
+
+impl Default for BreakerPolicy {
+    fn default() -> Self {
+        Self { failures: 5, cooldown_secs: 30, alarm_after_secs: 300 }
+    }
+}
+
 /// The retry budget of a destination: how many attempts, how far apart.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -269,6 +308,15 @@ pub struct Destination {
     pub timeout: Duration,
     pub retry: RetryPolicy,
     pub signing: Option<Signing>,
+    pub rate_limit: Option<RateLimit>,
+    pub breaker: Option<BreakerPolicy>,
+}
+
+impl Destination {
+    /// Whether any dispatcher must consult the shared gate before calling.
+    pub fn is_gated(&self) -> bool {
+        self.rate_limit.is_some() || self.breaker.is_some()
+    }
 }
 
 #[derive(Debug)]
@@ -418,6 +466,15 @@ impl Config {
             in_range(&at, "retry.base_delay_ms", d.retry.base_delay_ms, 0..=d.retry.max_delay_ms)?;
             in_range(&at, "retry.max_age_secs", d.retry.max_age_secs, ranges::MAX_AGE_SECS)?;
             d.auth.validate().map_err(|e| invalid(format!("destination {name}: {e}")))?;
+            if let Some(r) = &d.rate_limit {
+                in_range(&at, "rate_limit.per_second", r.per_second, ranges::PER_SECOND)?;
+                in_range(&at, "rate_limit.burst", r.burst(), ranges::BURST)?;
+            }
+            if let Some(b) = &d.breaker {
+                in_range(&at, "breaker.failures", b.failures, ranges::BREAKER_FAILURES)?;
+                in_range(&at, "breaker.cooldown_secs", b.cooldown_secs, ranges::COOLDOWN_SECS)?;
+                in_range(&at, "breaker.alarm_after_secs", b.alarm_after_secs, ranges::ALARM_AFTER_SECS)?;
+            }
             let signing = d.signing.map(|s| Signing {
                 scheme: s.scheme,
                 secret: s.secret.unwrap_or_else(|| format!("destination/{name}-signing")),
@@ -431,6 +488,8 @@ impl Config {
                     timeout: Duration::from_millis(d.timeout_ms),
                     retry: d.retry,
                     signing,
+                    rate_limit: d.rate_limit,
+                    breaker: d.breaker,
                 },
             );
         }
@@ -522,6 +581,13 @@ pub mod ranges {
     pub const MAX_DELAY_MS: RangeInclusive<u64> = 1..=12 * 3_600_000;
     /// Up to 14 days: the longest SQS retains a message.
     pub const MAX_AGE_SECS: RangeInclusive<u64> = 1..=14 * 86_400;
+    pub const PER_SECOND: RangeInclusive<u32> = 1..=10_000;
+    pub const BURST: RangeInclusive<u32> = 1..=10_000;
+    pub const BREAKER_FAILURES: RangeInclusive<u32> = 1..=1_000;
+    /// Up to 15 minutes: the longest SQS can delay a sent message.
+    pub const COOLDOWN_SECS: RangeInclusive<u64> = 1..=900;
+    /// Whole minutes, as the alarm counts them.
+    pub const ALARM_AFTER_SECS: RangeInclusive<u64> = 60..=86_400;
 }
 
 fn in_range<T>(at: &str, field: &str, value: T, range: std::ops::RangeInclusive<T>) -> Result<(), ConfigError>

@@ -13,6 +13,7 @@ pub mod config;
 pub mod contract;
 pub mod envelope;
 pub mod failure;
+pub mod gate;
 pub mod fuzz_entry;
 pub mod ledger;
 pub mod logging;

@@ -268,6 +268,8 @@ pub struct World {
     pub sink: Sink,
     pub pipeline: Pipeline,
     pub http: reqwest::Client,
+    /// The flow file the pipeline runs (for more dispatcher containers).
+    pub config: Arc<Config>,
 }
 
 impl World {
@@ -282,10 +284,22 @@ impl World {
         let sink_addr = sink.clone().start("127.0.0.1:0".parse().unwrap()).await.expect("sink");
         let mut config = config_for(sink_addr);
         customize(&mut config);
-        let deps = Deps::new(&aws.sdk, &aws.stack, Arc::new(config)).await.expect("deps");
+        let config = Arc::new(config);
+        let deps = Deps::new(&aws.sdk, &aws.stack, config.clone()).await.expect("deps");
         let pipeline =
             Pipeline::start(&aws.sdk, &aws.stack, deps, "127.0.0.1:0".parse().unwrap()).await.expect("pipeline");
-        Self { aws, sink, pipeline, http: reqwest::Client::new() }
+        Self { aws, sink, pipeline, http: reqwest::Client::new(), config }
+    }
+
+    /// Starts `n` more dispatcher containers on the same queues (each with its own
+    /// caches); dropping the handles does not stop them, aborting does.
+    pub async fn more_dispatchers(&self, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let deps = Deps::new(&self.aws.sdk, &self.aws.stack, self.config.clone()).await.expect("deps");
+            tasks.extend(switchyard_local::pipeline::dispatcher_pollers(&self.aws.sdk, &self.aws.stack, deps.dispatcher));
+        }
+        tasks
     }
 
     /// Posts `body` to `/hooks/{source}` with extra headers; returns status and JSON answer.

@@ -4,6 +4,7 @@ use std::time::Duration;
 use switchyard_common::auth::oauth2::TokenCache;
 use switchyard_common::budget;
 use switchyard_common::config::Config;
+use switchyard_common::gate::{DynamoGate, Gate};
 use switchyard_common::ledger::{DynamoLedger, IdempotencyStore};
 use switchyard_common::names::Stage;
 use switchyard_common::queue::{Queue, SqsQueue};
@@ -15,11 +16,14 @@ pub struct Settings {
     /// What a FIFO batch keeps free before starting another record: the worst case
     /// of one record of any destination (`budget::worst_case_any_record`).
     pub record_reserve: Duration,
+    /// The dispatch queues' redrive `maxReceiveCount` (the lower of the two), read at
+    /// cold start: a message held back by the gate this often is re-sent fresh.
+    pub max_receive_count: u32,
 }
 
 impl Settings {
-    pub fn for_config(config: &Config) -> Self {
-        Self { record_reserve: budget::worst_case_any_record(config) }
+    pub fn for_config(config: &Config, max_receive_count: u32) -> Self {
+        Self { record_reserve: budget::worst_case_any_record(config), max_receive_count }
     }
 }
 
@@ -32,6 +36,8 @@ pub struct Deps {
     pub http: reqwest::Client,
     /// OAuth2 access tokens, per destination, shared by the invocations of a container.
     pub tokens: TokenCache,
+    /// Rate limits, breakers and pauses, shared with every dispatcher through the ledger table.
+    pub gate: Gate,
     /// The queue this dispatcher consumes (for visibility changes).
     pub dispatch_queue_url: String,
     pub dispatch_dlq_url: String,
@@ -64,12 +70,16 @@ impl Deps {
         let dispatch_queue_url = env("SWITCHYARD_DISPATCH_QUEUE_URL")?;
         let dispatch_fifo_queue_url = env("SWITCHYARD_DISPATCH_FIFO_QUEUE_URL")?;
         let queues = [dispatch_queue_url.as_str(), dispatch_fifo_queue_url.as_str()];
-        crate::backstop::check_budgets(&sqs, &config, Duration::from_secs(timeout), &queues).await?;
+        let max_receive_count =
+            crate::backstop::check_budgets(&sqs, &config, Duration::from_secs(timeout), &queues).await?;
+        let table = env("SWITCHYARD_LEDGER_TABLE")?;
+        let dynamo = aws_sdk_dynamodb::Client::new(sdk);
         Ok(Self {
-            settings: Settings::for_config(&config),
+            settings: Settings::for_config(&config, max_receive_count),
             config: Arc::new(config),
             stage: Stage::new(&env("SWITCHYARD_STAGE")?).map_err(|e| e.to_string())?,
-            ledger: Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), env("SWITCHYARD_LEDGER_TABLE")?)),
+            ledger: Arc::new(DynamoLedger::new(dynamo.clone(), table.clone())),
+            gate: Gate::new(DynamoGate::new(dynamo, table)),
             queue: Arc::new(SqsQueue::new(sqs)),
             secrets: Arc::new(CachedSecrets::from_env(sdk)?),
             http: http_client()?,

@@ -2,7 +2,9 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use switchyard_common::backoff;
 use switchyard_common::batch::{self, parked_message, process_batch_while, RecordResult};
 use switchyard_common::envelope::{Delivery, Mode};
+use switchyard_common::budget;
 use switchyard_common::failure::{Failure, FailureClass};
+use switchyard_common::gate::{hold_secs, Admission, BreakerState, HoldReason};
 use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey, RECORD_TTL};
 use switchyard_common::metrics;
 use switchyard_common::queue::OutboundMessage;
@@ -31,9 +33,23 @@ pub async fn handle(deps: &Deps, event: SqsEvent, deadline_ms: i64) -> SqsBatchR
     response
 }
 
-/// How long ago the delivery was first queued (retries do not re-send it).
+/// The message attribute a re-sent copy carries: when its original was first queued.
+const FIRST_SENT: &str = "first_sent_ms";
+
+/// When the delivery was first queued: retries do not re-send it, and a copy re-sent
+/// after many holds carries its original's time.
+fn first_sent_ms(message: &SqsMessage) -> Option<i64> {
+    message
+        .message_attributes
+        .get(FIRST_SENT)
+        .and_then(|a| a.string_value.as_deref())
+        .or(message.attributes.get("SentTimestamp").map(String::as_str))
+        .and_then(|v| v.parse::<i64>().ok())
+}
+
+/// How long ago the delivery was first queued.
 fn age_ms(message: &SqsMessage, now: i64) -> i64 {
-    message.attributes.get("SentTimestamp").and_then(|v| v.parse::<i64>().ok()).map_or(0, |sent| now - sent)
+    first_sent_ms(message).map_or(0, |sent| now - sent)
 }
 
 async fn handle_record(deps: &Deps, message: &SqsMessage, deadline_ms: i64) -> RecordResult {
@@ -64,10 +80,23 @@ async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadli
     };
 
     let now = now_ms();
+    // The gate first: a delivery held back is neither claimed nor charged an attempt.
+    let mut probe = false;
+    if destination.is_gated() && delivery.mode != Mode::Dark {
+        let lease = budget::worst_case_record(destination).as_millis() as i64;
+        match deps.gate.admit(destination, now, lease).await {
+            Ok(Admission::Go { probe: p }) => probe = p,
+            Ok(Admission::Hold { until_ms, why }) => return hold(deps, message, delivery, destination, until_ms - now, why).await,
+            Err(e) => {
+                warn!(error = %e, "destination gate unavailable; will retry");
+                return retry_later(deps, message, destination, &Failure::transient(e.to_string()), 1).await;
+            }
+        }
+    }
     let event_key = delivery.event_key();
     // A flow's own idempotency key is the claim: every event yielding it shares one.
     let key = delivery.claim_key();
-    let result = claim_and_deliver(deps, message, delivery, destination, &key, now, deadline_ms).await;
+    let result = claim_and_deliver(deps, message, delivery, destination, &key, now, deadline_ms, probe).await;
     if key != event_key {
         if let Err(e) = deps.ledger.mirror(&key, &event_key).await {
             warn!(error = %e, "could not copy the outcome into the event's history");
@@ -87,6 +116,7 @@ async fn claim_and_deliver(
     key: &RecordKey,
     now: i64,
     deadline_ms: i64,
+    probe: bool,
 ) -> RecordResult {
     let claim = ClaimRequest {
         key: key.clone(),
@@ -157,7 +187,24 @@ async fn claim_and_deliver(
         return RecordResult::Done;
     }
 
-    match deliver(deps, destination, delivery).await {
+    let outcome = deliver(deps, destination, delivery).await;
+    if destination.is_gated() {
+        // The breaker counts what says the destination is unwell; any answer that is
+        // not a transient failure (a 422 included) says it is up.
+        let unwell = match &outcome {
+            Err(f) if f.class == FailureClass::Transient => Some(f.retry_after),
+            _ => None,
+        };
+        match deps.gate.record(destination, now_ms(), unwell, probe).await {
+            Ok(Some(t)) => {
+                warn!(breaker = t.to.as_str(), why = %t.why, "circuit breaker {}", t.to.as_str());
+                metrics::count(breaker_metric(t.to), 1, &[("Destination", &destination.name)]);
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "could not record the call's outcome on the destination gate"),
+        }
+    }
+    match outcome {
         Ok(done) => {
             info!(status = done.status, attempt, "delivered");
             metrics::count("Delivered", 1, &[("Flow", &delivery.flow)]);
@@ -224,6 +271,67 @@ async fn park_recorded(
         return RecordResult::Retry;
     }
     park(deps, message, delivery_dlq_message(message, delivery, failure, attempts), failure).await
+}
+
+fn breaker_metric(to: BreakerState) -> &'static str {
+    match to {
+        BreakerState::Open => "BreakerOpened",
+        BreakerState::HalfOpen => "BreakerHalfOpened",
+        BreakerState::Closed => "BreakerClosed",
+    }
+}
+
+/// Leaves a delivery the gate held back for later, uncharged: visible again after the
+/// wait plus jitter. A message held so often that its receive count nears the redrive
+/// backstop is re-sent as a fresh copy (carrying when it was first queued) and this
+/// one deleted; dying between the two leaves two copies, which the claim reduces to
+/// one call. A FIFO message is never re-sent: that would reorder its group.
+async fn hold(
+    deps: &Deps,
+    message: &SqsMessage,
+    delivery: &Delivery,
+    destination: &switchyard_common::config::Destination,
+    wait_ms: i64,
+    why: HoldReason,
+) -> RecordResult {
+    let name = destination.name.as_str();
+    metrics::count("Held", 1, &[("Destination", name), ("Reason", why.as_str())]);
+    if why.is_breaker() {
+        metrics::count("BreakerHeld", 1, &[("Destination", name)]);
+    }
+    let receives = message.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let fifo = message.attributes.contains_key("MessageGroupId");
+    let (queue_url, _) = deps.queues_for(message.event_source_arn.as_deref());
+    if !fifo && receives >= budget::hold_requeue_at(destination, deps.settings.max_receive_count) {
+        let first = first_sent_ms(message).unwrap_or_else(now_ms);
+        match OutboundMessage::json(delivery) {
+            Ok(copy) => {
+                let copy = copy
+                    .attribute(FIRST_SENT, first.to_string())
+                    .attribute("correlation_id", &delivery.correlation_id)
+                    .attribute("event_id", &delivery.event_id)
+                    .attribute("source", &delivery.source)
+                    .attribute("flow", &delivery.flow)
+                    .attribute("destination", &delivery.destination);
+                match deps.queue.send(queue_url, &copy).await {
+                    Ok(()) => {
+                        info!(held = why.as_str(), receives, "held back often; re-sent as a fresh message");
+                        return RecordResult::Done;
+                    }
+                    Err(e) => warn!(error = %e, "could not re-send a held message; holding it again"),
+                }
+            }
+            Err(e) => warn!(error = %e, "could not re-send a held message; holding it again"),
+        }
+    }
+    let secs = hold_secs(wait_ms, receives, &mut rand::rng());
+    if let Some(handle) = message.receipt_handle.as_deref() {
+        if let Err(e) = deps.queue.set_visibility(queue_url, handle, secs).await {
+            warn!(error = %e, "could not set the hold; the queue's visibility timeout applies");
+        }
+    }
+    info!(held = why.as_str(), wait_ms, hold_secs = secs, "held back by the destination gate");
+    RecordResult::Retry
 }
 
 /// Leaves the message for another attempt, visible again after the backoff.

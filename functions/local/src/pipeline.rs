@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_common::config::Config;
+use switchyard_common::gate::{DynamoGate, Gate};
 use switchyard_common::ledger::DynamoLedger;
 use switchyard_common::names::Stage;
 use switchyard_common::queue::SqsQueue;
@@ -30,7 +31,7 @@ impl Deps {
     /// the same cold-start checks (the dispatcher's timeout and the queues' redrive
     /// backstop against every destination's budget).
     pub async fn new(sdk: &aws_config::SdkConfig, stack: &Stack, config: Arc<Config>) -> Result<Self, String> {
-        switchyard_dispatcher::backstop::check_budgets(
+        let max_receive_count = switchyard_dispatcher::backstop::check_budgets(
             &aws_sdk_sqs::Client::new(sdk),
             &config,
             Duration::from_secs(stack.dispatcher_timeout_secs),
@@ -39,7 +40,8 @@ impl Deps {
         .await?;
         let stage = Stage::new(&stack.stage).map_err(|e| e.to_string())?;
         let sqs = SqsQueue::new(aws_sdk_sqs::Client::new(sdk));
-        let ledger = Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), &stack.ledger_table));
+        let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+        let ledger = Arc::new(DynamoLedger::new(dynamo.clone(), &stack.ledger_table));
         let secrets = Arc::new(CachedSecrets::new(
             AwsSecrets::new(aws_sdk_secretsmanager::Client::new(sdk)),
             Duration::from_secs(300),
@@ -63,7 +65,8 @@ impl Deps {
                 ledger: ledger.clone(),
             },
             dispatcher: switchyard_dispatcher::Deps {
-                settings: switchyard_dispatcher::Settings::for_config(&config),
+                settings: switchyard_dispatcher::Settings::for_config(&config, max_receive_count),
+                gate: Gate::new(DynamoGate::new(dynamo, &stack.ledger_table)),
                 config,
                 stage,
                 ledger,
@@ -78,6 +81,33 @@ impl Deps {
             },
         })
     }
+}
+
+/// One dispatcher container: its two event source mappings, as in the template. Each
+/// call with its own `deps` is another container (its own caches), as when Lambda
+/// scales the dispatcher out.
+pub fn dispatcher_pollers(
+    sdk: &aws_config::SdkConfig,
+    stack: &Stack,
+    deps: switchyard_dispatcher::Deps,
+) -> Vec<JoinHandle<()>> {
+    let client = aws_sdk_sqs::Client::new(sdk);
+    let dispatcher = Arc::new(deps);
+    let timeout_ms = i64::try_from(stack.dispatcher_timeout_secs).unwrap_or(i64::MAX).saturating_mul(1000);
+    [&stack.dispatch_queue_url, &stack.dispatch_fifo_queue_url]
+        .into_iter()
+        .map(|queue_url| {
+            let dispatch = Mapping { queue_url: queue_url.clone(), batch_size: BATCH_SIZE, wait_secs: 1 };
+            let dispatcher = dispatcher.clone();
+            tokio::spawn(poller::run(client.clone(), dispatch, move |event| {
+                let deps = dispatcher.clone();
+                async move {
+                    let deadline = now_ms() + timeout_ms;
+                    switchyard_dispatcher::handle(&deps, event, deadline).await
+                }
+            }))
+        })
+        .collect()
 }
 
 /// The running pipeline; dropping it stops the server and the pollers.
@@ -110,20 +140,7 @@ impl Pipeline {
             let deps = mapper.clone();
             async move { switchyard_mapper::handle(&deps, event).await }
         })));
-        let dispatcher = Arc::new(dispatcher);
-        let timeout_ms = i64::try_from(stack.dispatcher_timeout_secs).unwrap_or(i64::MAX).saturating_mul(1000);
-        // Two event source mappings on the dispatcher, as in the template.
-        for queue_url in [&stack.dispatch_queue_url, &stack.dispatch_fifo_queue_url] {
-            let dispatch = Mapping { queue_url: queue_url.clone(), batch_size: BATCH_SIZE, wait_secs: 1 };
-            let dispatcher = dispatcher.clone();
-            tasks.push(tokio::spawn(poller::run(client.clone(), dispatch, move |event| {
-                let deps = dispatcher.clone();
-                async move {
-                    let deadline = now_ms() + timeout_ms;
-                    switchyard_dispatcher::handle(&deps, event, deadline).await
-                }
-            })));
-        }
+        tasks.extend(dispatcher_pollers(sdk, stack, dispatcher));
         Ok(Self { intake_addr, tasks })
     }
 

@@ -1,0 +1,110 @@
+//! The gate in memory, for unit tests of the dispatcher's logic: the same operations
+//! as [`super::DynamoGate`], each under one lock.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::*;
+
+#[derive(Debug, Default)]
+pub struct MemoryGate {
+    items: Mutex<HashMap<String, GateState>>,
+}
+
+impl MemoryGate {
+    fn with<T>(&self, destination: &str, f: impl FnOnce(&mut GateState) -> T) -> T {
+        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        f(items.entry(destination.to_owned()).or_default())
+    }
+}
+
+fn log(state: &mut GateState, now_ms: i64, t: &Transition) {
+    state.transitions.push(transition_entry(now_ms, t));
+    let start = state.transitions.len().saturating_sub(KEEP_TRANSITIONS);
+    state.transitions.drain(..start);
+}
+
+#[async_trait]
+impl GateStore for MemoryGate {
+    async fn read(&self, destination: &str) -> Result<GateState, GateError> {
+        Ok(self.with(destination, |s| s.clone()))
+    }
+
+    async fn take_token(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        limit: &RateLimit,
+    ) -> Result<(Result<(), i64>, GateState), GateError> {
+        let (interval, tolerance) = gcra(limit);
+        Ok(self.with(destination, |s| match gcra_step(s.tat_ms, now_ms, interval, tolerance) {
+            Ok(tat) => {
+                s.tat_ms = tat;
+                (Ok(()), s.clone())
+            }
+            Err(at) => (Err(at), s.clone()),
+        }))
+    }
+
+    async fn claim_probe(&self, destination: &str, now_ms: i64, lease_until_ms: i64) -> Result<bool, GateError> {
+        Ok(self.with(destination, |s| {
+            let free = s.breaker(now_ms) == BreakerState::HalfOpen && s.probe_until_ms <= now_ms;
+            if free {
+                s.probe_until_ms = lease_until_ms;
+            }
+            free
+        }))
+    }
+
+    async fn failed(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        policy: &BreakerPolicy,
+        probe: bool,
+    ) -> Result<(Option<Transition>, GateState), GateError> {
+        Ok(self.with(destination, |s| {
+            s.fails += 1;
+            let reopen = probe && s.breaker(now_ms) == BreakerState::HalfOpen;
+            let open = s.open_until_ms == 0 && s.fails >= policy.failures;
+            if !(reopen || open) {
+                return (None, s.clone());
+            }
+            let why = if reopen {
+                "the half-open probe failed".to_owned()
+            } else {
+                format!("{} consecutive transient failures", s.fails)
+            };
+            let t = Transition { to: BreakerState::Open, why };
+            s.open_until_ms = now_ms + (policy.cooldown_secs as i64) * 1_000;
+            if s.opened_at_ms == 0 {
+                s.opened_at_ms = now_ms;
+            }
+            s.probe_until_ms = 0;
+            log(s, now_ms, &t);
+            (Some(t), s.clone())
+        }))
+    }
+
+    async fn succeeded(&self, destination: &str, now_ms: i64) -> Result<Option<Transition>, GateError> {
+        Ok(self.with(destination, |s| {
+            s.fails = 0;
+            if s.open_until_ms == 0 {
+                return None;
+            }
+            s.open_until_ms = 0;
+            s.opened_at_ms = 0;
+            s.probe_until_ms = 0;
+            let t = Transition { to: BreakerState::Closed, why: "a call succeeded".to_owned() };
+            log(s, now_ms, &t);
+            Some(t)
+        }))
+    }
+
+    async fn pause(&self, destination: &str, until_ms: i64) -> Result<(), GateError> {
+        self.with(destination, |s| s.paused_until_ms = s.paused_until_ms.max(until_ms));
+        Ok(())
+    }
+}

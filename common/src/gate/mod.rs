@@ -1,0 +1,328 @@
+//! What protects a destination from us: its rate limit, its circuit breaker and the
+//! pause a `429 Retry-After` asks for, shared by every dispatcher through one item
+//! of the ledger table per destination (`DEST#{name}` / `GATE`).
+//!
+//! A delivery the gate holds back is never called and never claimed, so it spends no
+//! attempt; the dispatcher delays its message by the wait (plus jitter), never by
+//! sleeping out the Lambda's time.
+//!
+//! - **Rate limit**: a token bucket as GCRA, whose whole state is one number, the
+//!   theoretical arrival time `tat`. A call at `now` is allowed while
+//!   `tat − now ≤ (burst − 1) · T` (with `T = 1 s / per_second`), and moves `tat` to
+//!   `max(tat, now) + T`. On DynamoDB that is one conditional `UpdateItem` per
+//!   delivery: `SET tat = tat + T` while the bucket is busy (no conflicts between
+//!   dispatchers, the update is relative), `SET tat = now + T` once it has drained.
+//! - **Breaker**: consecutive transient failures (`ADD fails 1`) open it for a
+//!   cool-down; then one probe at a time (a lease on `probe_until`) decides: a
+//!   success closes it, a failure opens it again. Each transition is made by exactly
+//!   one conditional write, so exactly one dispatcher logs it.
+//! - **Pause**: `paused_until` only ever moves forward.
+//!
+//! Without a rate limit the dispatcher reads the state at most once a second
+//! ([`FRESH_FOR`]): a breaker opened elsewhere is seen within a second. With one, the
+//! token's write returns the whole item, so every admission sees the current state.
+
+mod dynamo;
+mod memory;
+
+pub use dynamo::DynamoGate;
+pub use memory::MemoryGate;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+
+use crate::config::{BreakerPolicy, Destination, RateLimit};
+
+/// How old a cached state may be when a destination has no rate limit.
+pub const FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// The longest a held message is spread out beyond its wait.
+pub const MAX_JITTER: Duration = Duration::from_secs(30);
+
+/// How many transitions the gate item keeps (`switchyard-ops destinations`).
+pub const KEEP_TRANSITIONS: usize = 20;
+
+pub fn gate_pk(destination: &str) -> String {
+    format!("DEST#{destination}")
+}
+
+pub const GATE_SK: &str = "GATE";
+
+/// The shared state of one destination. Times are epoch milliseconds; 0 means unset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GateState {
+    /// GCRA's theoretical arrival time.
+    pub tat_ms: i64,
+    /// Consecutive transient failures.
+    pub fails: u32,
+    /// Non-zero while the breaker is open or half-open: open until then, half-open after.
+    pub open_until_ms: i64,
+    pub opened_at_ms: i64,
+    /// The lease of the one probe allowed while half-open.
+    pub probe_until_ms: i64,
+    /// No call before this (a 429's Retry-After).
+    pub paused_until_ms: i64,
+    /// Latest last: `{ms}|{state}|{why}`.
+    pub transitions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
+impl GateState {
+    pub fn breaker(&self, now_ms: i64) -> BreakerState {
+        if self.open_until_ms == 0 {
+            BreakerState::Closed
+        } else if now_ms < self.open_until_ms {
+            BreakerState::Open
+        } else {
+            BreakerState::HalfOpen
+        }
+    }
+}
+
+/// Why a delivery waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldReason {
+    RateLimit,
+    BreakerOpen,
+    /// Half-open, and another dispatcher holds the probe.
+    ProbeBusy,
+    /// A `429 Retry-After` paused the destination.
+    Paused,
+}
+
+impl HoldReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldReason::RateLimit => "rate_limit",
+            HoldReason::BreakerOpen => "breaker_open",
+            HoldReason::ProbeBusy => "breaker_probe_busy",
+            HoldReason::Paused => "paused",
+        }
+    }
+
+    /// Whether the breaker's alarm counts it.
+    pub fn is_breaker(self) -> bool {
+        matches!(self, HoldReason::BreakerOpen | HoldReason::ProbeBusy)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Call now; `probe` if this call decides a half-open breaker.
+    Go { probe: bool },
+    Hold { until_ms: i64, why: HoldReason },
+}
+
+/// GCRA's parameters: the emission interval and the tolerance, in milliseconds.
+pub fn gcra(limit: &RateLimit) -> (i64, i64) {
+    let interval = (1_000 / i64::from(limit.per_second.max(1))).max(1);
+    (interval, interval * i64::from(limit.burst().max(1) - 1))
+}
+
+/// The pure GCRA step: the new `tat` if a call at `now` is allowed, else when it would be.
+pub fn gcra_step(tat_ms: i64, now_ms: i64, interval: i64, tolerance: i64) -> Result<i64, i64> {
+    if tat_ms - now_ms <= tolerance {
+        Ok(tat_ms.max(now_ms) + interval)
+    } else {
+        Err(tat_ms - tolerance)
+    }
+}
+
+/// What stops a call before the rate limit is consulted: a pause, an open breaker.
+pub fn blocked(state: &GateState, now_ms: i64) -> Option<(i64, HoldReason)> {
+    if state.paused_until_ms > now_ms {
+        return Some((state.paused_until_ms, HoldReason::Paused));
+    }
+    match state.breaker(now_ms) {
+        BreakerState::Open => Some((state.open_until_ms, HoldReason::BreakerOpen)),
+        BreakerState::HalfOpen if state.probe_until_ms > now_ms => {
+            Some((state.probe_until_ms.min(now_ms + 1_000), HoldReason::ProbeBusy))
+        }
+        _ => None,
+    }
+}
+
+/// How long a held message stays invisible: the wait, rounded up to whole seconds
+/// (at least one), plus jitter that doubles with each receive (up to [`MAX_JITTER`]),
+/// so a backlog behind a limit spreads out instead of returning all at once.
+pub fn hold_secs(wait_ms: i64, receive_count: u32, rng: &mut impl Rng) -> i32 {
+    let wait = (wait_ms.max(0) + 999) / 1_000;
+    let spread = (1i64 << receive_count.clamp(1, 7).saturating_sub(1)).min(MAX_JITTER.as_secs() as i64);
+    (wait.max(1) + rng.random_range(0..=spread)) as i32
+}
+
+/// A transition one dispatcher made, to be logged and counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub to: BreakerState,
+    pub why: String,
+}
+
+pub fn transition_entry(now_ms: i64, t: &Transition) -> String {
+    format!("{now_ms}|{}|{}", t.to.as_str(), t.why)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("destination gate unavailable: {0}")]
+pub struct GateError(pub String);
+
+/// The shared state's operations, each one conditional write (or read) on DynamoDB.
+#[async_trait]
+pub trait GateStore: Send + Sync {
+    async fn read(&self, destination: &str) -> Result<GateState, GateError>;
+
+    /// Takes one token: `Ok(state after)` or `Err(when one is free)` with the state seen.
+    async fn take_token(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        limit: &RateLimit,
+    ) -> Result<(Result<(), i64>, GateState), GateError>;
+
+    /// Takes the half-open probe's lease until `lease_until_ms`; false if another holds it.
+    async fn claim_probe(&self, destination: &str, now_ms: i64, lease_until_ms: i64) -> Result<bool, GateError>;
+
+    /// Counts a transient failure; opens (or re-opens, for a probe) the breaker at the
+    /// threshold. `Some` if this call made the transition.
+    async fn failed(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        policy: &BreakerPolicy,
+        probe: bool,
+    ) -> Result<(Option<Transition>, GateState), GateError>;
+
+    /// Resets the failure count and closes the breaker; `Some` if this call closed it.
+    async fn succeeded(&self, destination: &str, now_ms: i64) -> Result<Option<Transition>, GateError>;
+
+    /// Pauses every call until `until_ms` (never shortens a pause).
+    async fn pause(&self, destination: &str, until_ms: i64) -> Result<(), GateError>;
+}
+
+/// The gate as a dispatcher container uses it: the store and a cache of what it last saw.
+pub struct Gate {
+    store: Box<dyn GateStore>,
+    seen: Mutex<HashMap<String, (GateState, std::time::Instant)>>,
+}
+
+impl Gate {
+    pub fn new(store: impl GateStore + 'static) -> Self {
+        Self { store: Box::new(store), seen: Mutex::new(HashMap::new()) }
+    }
+
+    fn remember(&self, destination: &str, state: GateState) {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(destination.to_owned(), (state, std::time::Instant::now()));
+    }
+
+    fn cached(&self, destination: &str) -> Option<GateState> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(destination).filter(|(_, at)| at.elapsed() < FRESH_FOR).map(|(s, _)| s.clone())
+    }
+
+    pub async fn state(&self, destination: &str) -> Result<GateState, GateError> {
+        if let Some(s) = self.cached(destination) {
+            return Ok(s);
+        }
+        let state = self.store.read(destination).await?;
+        self.remember(destination, state.clone());
+        Ok(state)
+    }
+
+    /// Whether a delivery to `destination` may call it now. `probe_lease_ms`: how long
+    /// a probe may take (the destination's worst case).
+    pub async fn admit(&self, destination: &Destination, now_ms: i64, probe_lease_ms: i64) -> Result<Admission, GateError> {
+        let name = destination.name.as_str();
+        let mut state = self.state(name).await?;
+        if let Some((until_ms, why)) = blocked(&state, now_ms) {
+            return Ok(Admission::Hold { until_ms, why });
+        }
+        if let Some(limit) = &destination.rate_limit {
+            let (token, after) = self.store.take_token(name, now_ms, limit).await?;
+            self.remember(name, after.clone());
+            if let Err(until_ms) = token {
+                return Ok(Admission::Hold { until_ms, why: HoldReason::RateLimit });
+            }
+            // The write saw the current state: a pause or an opening since the cache.
+            if let Some((until_ms, why)) = blocked(&after, now_ms) {
+                return Ok(Admission::Hold { until_ms, why });
+            }
+            state = after;
+        }
+        if destination.breaker.is_some() && state.breaker(now_ms) == BreakerState::HalfOpen {
+            if self.store.claim_probe(name, now_ms, now_ms + probe_lease_ms).await? {
+                return Ok(Admission::Go { probe: true });
+            }
+            return Ok(Admission::Hold { until_ms: now_ms + 1_000, why: HoldReason::ProbeBusy });
+        }
+        Ok(Admission::Go { probe: false })
+    }
+
+    /// Records a call's outcome: `Some(transient)` for a failure the breaker counts,
+    /// with the `Retry-After` it carried; `None` for a success.
+    pub async fn record(
+        &self,
+        destination: &Destination,
+        now_ms: i64,
+        failure: Option<Option<Duration>>,
+        probe: bool,
+    ) -> Result<Option<Transition>, GateError> {
+        let name = destination.name.as_str();
+        match failure {
+            Some(retry_after) => {
+                if let Some(after) = retry_after.filter(|d| !d.is_zero()) {
+                    let until = now_ms.saturating_add(after.as_millis() as i64);
+                    self.store.pause(name, until).await?;
+                    if let Some(mut s) = self.cached(name) {
+                        s.paused_until_ms = s.paused_until_ms.max(until);
+                        self.remember(name, s);
+                    }
+                }
+                let Some(policy) = &destination.breaker else { return Ok(None) };
+                let (t, state) = self.store.failed(name, now_ms, policy, probe).await?;
+                self.remember(name, state);
+                Ok(t)
+            }
+            None => {
+                if destination.breaker.is_none() {
+                    return Ok(None);
+                }
+                // Most successes need no write: nothing to reset.
+                let quiet = self.cached(name).is_some_and(|s| s.fails == 0 && s.open_until_ms == 0);
+                if quiet && !probe {
+                    return Ok(None);
+                }
+                let t = self.store.succeeded(name, now_ms).await?;
+                if let Some(mut s) = self.cached(name) {
+                    s.fails = 0;
+                    s.open_until_ms = 0;
+                    s.probe_until_ms = 0;
+                    self.remember(name, s);
+                }
+                Ok(t)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::*;
+use crate::config::{Auth, RetryPolicy};
+
+fn destination(rate: Option<(u32, u32)>, breaker: Option<BreakerPolicy>) -> Destination {
+    Destination {
+        name: "d".to_owned(),
+        base_url: "http://d".to_owned(),
+        auth: Auth::None,
+        timeout: Duration::from_secs(1),
+        retry: RetryPolicy::default(),
+        signing: None,
+        rate_limit: rate.map(|(per_second, burst)| RateLimit { per_second, burst: Some(burst) }),
+        breaker,
+    }
+}
+
+fn breaker(failures: u32) -> Option<BreakerPolicy> {
+    Some(BreakerPolicy { failures, cooldown_secs: 10, alarm_after_secs: 300 })
+}
+
+#[test]
+fn gcra_allows_the_burst_back_to_back_then_one_call_per_interval() {
+    let (t, tau) = gcra(&RateLimit { per_second: 10, burst: Some(3) });
+    assert_eq!((t, tau), (100, 200));
+    let mut tat = 0;
+    let now = 1_000_000;
+    for _ in 0..3 {
+        tat = gcra_step(tat, now, t, tau).expect("within the burst");
+    }
+    assert_eq!(gcra_step(tat, now, t, tau), Err(now + 100), "the fourth waits one interval");
+    assert!(gcra_step(tat, now + 100, t, tau).is_ok());
+}
+
+#[test]
+fn no_one_second_window_admits_more_than_the_rate_plus_the_burst() {
+    let limit = RateLimit { per_second: 10, burst: Some(10) };
+    let (t, tau) = gcra(&limit);
+    let mut tat = 0;
+    let mut admitted = Vec::new();
+    // A caller trying every 5 ms for 5 s.
+    for now in (0..5_000).step_by(5) {
+        if let Ok(next) = gcra_step(tat, 1_000_000 + now, t, tau) {
+            tat = next;
+            admitted.push(now);
+        }
+    }
+    let worst = admitted.iter().map(|&a| admitted.iter().filter(|&&b| b >= a && b < a + 1_000).count()).max();
+    assert!(worst.unwrap() <= 20, "a window held {worst:?}");
+    assert!(admitted.len() >= 55, "the limiter starved the caller: {}", admitted.len());
+}
+
+#[test]
+fn a_hold_is_at_least_the_wait_and_its_jitter_grows_with_each_receive() {
+    let mut rng = StdRng::seed_from_u64(7);
+    assert!((1..=2).contains(&hold_secs(10, 1, &mut rng)), "at least a second, jitter 0..=1");
+    assert!(hold_secs(5_001, 1, &mut rng) >= 6, "the wait rounded up");
+    let late: Vec<i32> = (0..200).map(|_| hold_secs(0, 7, &mut rng)).collect();
+    assert!(late.iter().all(|&s| (1..=31).contains(&s)));
+    assert!(late.iter().any(|&s| s > 20), "the seventh receive spreads over half a minute: {late:?}");
+}
+
+#[tokio::test]
+async fn the_breaker_opens_after_consecutive_failures_holds_then_lets_one_probe_decide() {
+    let gate = Gate::new(MemoryGate::default());
+    let d = destination(None, breaker(3));
+    let now = 1_000_000;
+    for i in 0..2 {
+        assert_eq!(gate.record(&d, now + i, Some(None), false).await.unwrap(), None);
+    }
+    let opened = gate.record(&d, now + 2, Some(None), false).await.unwrap().expect("opened");
+    assert_eq!(opened.to, BreakerState::Open);
+    assert_eq!(
+        gate.admit(&d, now + 3, 5_000).await.unwrap(),
+        Admission::Hold { until_ms: now + 2 + 10_000, why: HoldReason::BreakerOpen }
+    );
+    // After the cool-down: one probe, the others wait.
+    let later = now + 11_000;
+    gate.seen.lock().unwrap().clear();
+    assert_eq!(gate.admit(&d, later, 5_000).await.unwrap(), Admission::Go { probe: true });
+    assert_eq!(
+        gate.admit(&d, later, 5_000).await.unwrap(),
+        Admission::Hold { until_ms: later + 1_000, why: HoldReason::ProbeBusy }
+    );
+    // The probe fails: open again for a cool-down.
+    let reopened = gate.record(&d, later + 10, Some(None), true).await.unwrap().expect("re-opened");
+    assert_eq!(reopened.why, "the half-open probe failed");
+    gate.seen.lock().unwrap().clear();
+    assert!(matches!(gate.admit(&d, later + 20, 5_000).await.unwrap(), Admission::Hold { why: HoldReason::BreakerOpen, .. }));
+    // The next probe succeeds: closed, everyone goes.
+    let again = later + 10_020;
+    gate.seen.lock().unwrap().clear();
+    assert_eq!(gate.admit(&d, again, 5_000).await.unwrap(), Admission::Go { probe: true });
+    let closed = gate.record(&d, again + 5, None, true).await.unwrap().expect("closed");
+    assert_eq!(closed.to, BreakerState::Closed);
+    assert_eq!(gate.admit(&d, again + 6, 5_000).await.unwrap(), Admission::Go { probe: false });
+    let state = gate.store.read("d").await.unwrap();
+    let kinds: Vec<&str> = state.transitions.iter().map(|t| t.split('|').nth(1).unwrap()).collect();
+    assert_eq!(kinds, ["open", "open", "closed"]);
+}
+
+#[tokio::test]
+async fn a_success_between_failures_resets_the_count() {
+    let gate = Gate::new(MemoryGate::default());
+    let d = destination(None, breaker(3));
+    for i in 0..2 {
+        gate.record(&d, i, Some(None), false).await.unwrap();
+    }
+    gate.record(&d, 3, None, false).await.unwrap();
+    for i in 4..6 {
+        assert_eq!(gate.record(&d, i, Some(None), false).await.unwrap(), None, "opened without 3 in a row");
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_pauses_the_whole_destination() {
+    let gate = Gate::new(MemoryGate::default());
+    let d = destination(Some((100, 100)), None);
+    gate.record(&d, 1_000, Some(Some(Duration::from_secs(5))), false).await.unwrap();
+    assert_eq!(gate.admit(&d, 1_001, 1_000).await.unwrap(), Admission::Hold { until_ms: 6_000, why: HoldReason::Paused });
+    assert_eq!(gate.admit(&d, 6_000, 1_000).await.unwrap(), Admission::Go { probe: false });
+}
+
+#[tokio::test]
+async fn a_rate_limited_destination_holds_the_call_past_the_burst_until_a_token_is_free() {
+    let gate = Gate::new(MemoryGate::default());
+    let d = destination(Some((10, 2)), None);
+    let now = 5_000_000;
+    assert_eq!(gate.admit(&d, now, 1_000).await.unwrap(), Admission::Go { probe: false });
+    assert_eq!(gate.admit(&d, now, 1_000).await.unwrap(), Admission::Go { probe: false });
+    assert_eq!(
+        gate.admit(&d, now, 1_000).await.unwrap(),
+        Admission::Hold { until_ms: now + 100, why: HoldReason::RateLimit }
+    );
+}
