@@ -113,6 +113,7 @@ struct RawFlow {
     entity_version: Option<String>,
     idempotency_key: Option<String>,
     entity_key: Option<String>,
+    slo: Option<Slo>,
     /// Payload field names whose values must never reach a log line.
     #[serde(default)]
     sensitive: Vec<String>,
@@ -246,7 +247,8 @@ impl RateLimit {
 }
 
 /// The circuit breaker of a destination, shared by every dispatcher:
-/// `breaker = { failures = 5, cooldown_secs = 30, alarm_after_secs = 300 }`.
+/// `breaker = { failures = 5, cooldown_secs = 30 }`. How long it may stay open before
+/// it pages someone is the template's `BreakerAlarmMinutes` (one place, the alarm's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerPolicy {
@@ -254,14 +256,34 @@ pub struct BreakerPolicy {
     pub failures: u32,
     /// How long it stays open before one probe (half-open) may call the destination.
     pub cooldown_secs: u64,
-    /// How long it may stay open before its alarm fires (the template's alarm reads it
-    /// from the `BreakerHeld` metric: one per held delivery per minute).
-    pub alarm_after_secs: u64,
 }
 
 impl Default for BreakerPolicy {
     fn default() -> Self {
-        Self { failures: 5, cooldown_secs: 30, alarm_after_secs: 300 }
+        Self { failures: 5, cooldown_secs: 30 }
+    }
+}
+
+/// A flow's latency objective: the share of its events (`objective`) that reach the
+/// destination's 2xx within `within_secs` of intake accepting them. Each delivered or
+/// parked event spends `1 / (1 − objective)` of a unit of error budget when late (or
+/// parked) and none otherwise, so a burn rate is `spent / events`, whatever the objective.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    pub within_secs: u64,
+    pub objective: f64,
+}
+
+impl Slo {
+    /// What one event spends of the error budget: 0 when on time.
+    pub fn budget_spent(&self, lag_ms: Option<i64>) -> f64 {
+        let late = lag_ms.is_none_or(|ms| ms > (self.within_secs as i64).saturating_mul(1_000));
+        if late {
+            1.0 / (1.0 - self.objective)
+        } else {
+            0.0
+        }
     }
 }
 
@@ -341,6 +363,8 @@ pub struct Flow {
     /// jq: the business key operators look events up by (`switchyard-ops find --key`);
     /// stored hashed (`ledger::entity_hash`), never in clear.
     pub entity_key: Option<JqProgram>,
+    /// A latency objective: `slo = { within_secs = 120, objective = 0.995 }`.
+    pub slo: Option<Slo>,
 }
 
 impl Flow {
@@ -473,7 +497,6 @@ impl Config {
             if let Some(b) = &d.breaker {
                 in_range(&at, "breaker.failures", b.failures, ranges::BREAKER_FAILURES)?;
                 in_range(&at, "breaker.cooldown_secs", b.cooldown_secs, ranges::COOLDOWN_SECS)?;
-                in_range(&at, "breaker.alarm_after_secs", b.alarm_after_secs, ranges::ALARM_AFTER_SECS)?;
             }
             let signing = d.signing.map(|s| Signing {
                 scheme: s.scheme,
@@ -500,6 +523,14 @@ impl Config {
             let at = |what: &str| format!("flow {} v{}: {what}", f.name, f.version);
             if flows.iter().any(|g| g.name == f.name) {
                 return Err(invalid(at("declared twice (bump version instead)")));
+            }
+            if let Some(slo) = &f.slo {
+                if !(1..=86_400).contains(&slo.within_secs) {
+                    return Err(invalid(at("slo.within_secs must be between 1 and 86400")));
+                }
+                if !(slo.objective > 0.0 && slo.objective < 1.0) {
+                    return Err(invalid(at("slo.objective must be a share strictly between 0 and 1, e.g. 0.995")));
+                }
             }
             if !sources.contains_key(&f.source) {
                 return Err(invalid(at(&format!("unknown source {:?}", f.source))));
@@ -540,6 +571,7 @@ impl Config {
                 entity_version: expr("entity_version", &f.entity_version)?,
                 idempotency_key: expr("idempotency_key", &f.idempotency_key)?,
                 entity_key: expr("entity_key", &f.entity_key)?,
+                slo: f.slo,
                 name: f.name,
                 version: f.version,
                 source: f.source,
@@ -586,8 +618,6 @@ pub mod ranges {
     pub const BREAKER_FAILURES: RangeInclusive<u32> = 1..=1_000;
     /// Up to 15 minutes: the longest SQS can delay a sent message.
     pub const COOLDOWN_SECS: RangeInclusive<u64> = 1..=900;
-    /// Whole minutes, as the alarm counts them.
-    pub const ALARM_AFTER_SECS: RangeInclusive<u64> = 60..=86_400;
 }
 
 fn in_range<T>(at: &str, field: &str, value: T, range: std::ops::RangeInclusive<T>) -> Result<(), ConfigError>

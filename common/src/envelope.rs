@@ -49,6 +49,11 @@ impl Envelope {
         }
     }
 
+    /// When intake accepted it, in epoch milliseconds (`time` parsed).
+    pub fn accepted_at_ms(&self) -> Option<i64> {
+        chrono::DateTime::parse_from_rfc3339(&self.time).ok().map(|t| t.timestamp_millis())
+    }
+
     /// The configured source name (`stripe` for `/hooks/stripe`).
     pub fn source_name(&self) -> &str {
         self.source.strip_prefix(SOURCE_PREFIX).unwrap_or(&self.source)
@@ -111,6 +116,9 @@ pub struct Delivery {
     /// delivery's ledger record for `switchyard-ops find --key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity: Option<String>,
+    /// When intake accepted the event (epoch ms): where a delivery's lag starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_at_ms: Option<i64>,
     pub body: Value,
 }
 

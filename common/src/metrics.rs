@@ -15,28 +15,61 @@ fn stage() -> &'static str {
 /// Emits `name += value` with `Stage` and the given dimensions (names and values must
 /// carry no personal data: functions, sources, flows, destinations, classes).
 pub fn count(name: &str, value: u64, dimensions: &[(&str, &str)]) {
-    println!("{}", emf_line(name, value, stage(), dimensions, crate::runtime::now_ms()));
+    emit(&Metric { name, value: value as f64, unit: "Count", dimensions, rollup: false });
 }
 
-fn emf_line(name: &str, value: u64, stage: &str, dimensions: &[(&str, &str)], now_ms: i64) -> String {
+/// Like [`count`], and also as a stage-wide total (dimension `Stage` alone): what one
+/// alarm watches for every destination or flow of the flow file, whatever their names.
+pub fn count_with_total(name: &str, value: u64, dimensions: &[(&str, &str)]) {
+    emit(&Metric { name, value: value as f64, unit: "Count", dimensions, rollup: true });
+}
+
+/// One EMF value: a count, a latency in milliseconds, a share of an error budget.
+pub struct Metric<'a> {
+    pub name: &'a str,
+    pub value: f64,
+    /// A CloudWatch unit: `Count`, `Milliseconds`, `None`.
+    pub unit: &'a str,
+    pub dimensions: &'a [(&'a str, &'a str)],
+    /// Also publish it with the `Stage` dimension alone.
+    pub rollup: bool,
+}
+
+pub fn emit(metric: &Metric<'_>) {
+    println!("{}", emf_line(std::slice::from_ref(metric), stage(), crate::runtime::now_ms()));
+}
+
+/// Several metrics sharing their dimensions, in one line (one log event, one bill).
+pub fn emit_all(metrics: &[Metric<'_>]) {
+    println!("{}", emf_line(metrics, stage(), crate::runtime::now_ms()));
+}
+
+fn emf_line(metrics: &[Metric<'_>], stage: &str, now_ms: i64) -> String {
     let mut line = Map::new();
-    let dimensions: Vec<(&str, &str)> = std::iter::once(("Stage", stage)).chain(dimensions.iter().copied()).collect();
+    let first = metrics.first().map(|m| m.dimensions).unwrap_or_default();
+    let rollup = metrics.iter().any(|m| m.rollup);
+    let dimensions: Vec<(&str, &str)> = std::iter::once(("Stage", stage)).chain(first.iter().copied()).collect();
     let dims: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
+    let sets = if rollup && dims.len() > 1 { json!([dims, ["Stage"]]) } else { json!([dims]) };
+    let declared: Vec<Value> = metrics.iter().map(|m| json!({"Name": m.name, "Unit": m.unit})).collect();
     line.insert(
         "_aws".into(),
         json!({
             "Timestamp": now_ms,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [dims],
-                "Metrics": [{"Name": name, "Unit": "Count"}],
+                "Dimensions": sets,
+                "Metrics": declared,
             }],
         }),
     );
     for (k, v) in &dimensions {
         line.insert((*k).to_owned(), Value::String((*v).to_owned()));
     }
-    line.insert(name.to_owned(), json!(value));
+    for m in metrics {
+        let value = if m.value.fract() == 0.0 && m.value.abs() < 9e15 { json!(m.value as i64) } else { json!(m.value) };
+        line.insert(m.name.to_owned(), value);
+    }
     Value::Object(line).to_string()
 }
 
@@ -46,13 +79,38 @@ mod tests {
 
     #[test]
     fn an_emf_line_declares_its_metric_and_dimensions_with_the_stage_first() {
-        let v: Value =
-            serde_json::from_str(&emf_line("UnmatchedEvents", 1, "prod", &[("Source", "stripe")], 5)).unwrap();
+        let metric = Metric {
+            name: "UnmatchedEvents",
+            value: 1.0,
+            unit: "Count",
+            dimensions: &[("Source", "stripe")],
+            rollup: false,
+        };
+        let v: Value = serde_json::from_str(&emf_line(&[metric], "prod", 5)).unwrap();
         assert_eq!(v["UnmatchedEvents"], 1);
         assert_eq!(v["Stage"], "prod");
         assert_eq!(v["Source"], "stripe");
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0], "Stage");
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][1], "Source");
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "UnmatchedEvents");
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_rolled_up_line_also_declares_the_stage_alone_and_keeps_fractions() {
+        let dims = [("Flow", "orders")];
+        let line = emf_line(
+            &[
+                Metric { name: "DeliveryLag", value: 1250.0, unit: "Milliseconds", dimensions: &dims, rollup: true },
+                Metric { name: "SloBudgetSpent", value: 0.5, unit: "None", dimensions: &dims, rollup: true },
+            ],
+            "prod",
+            5,
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Stage", "Flow"], ["Stage"]]));
+        assert_eq!(v["DeliveryLag"], 1250);
+        assert_eq!(v["SloBudgetSpent"], 0.5);
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"][1]["Unit"], "None");
     }
 }

@@ -297,7 +297,11 @@ impl World {
         let mut tasks = Vec::new();
         for _ in 0..n {
             let deps = Deps::new(&self.aws.sdk, &self.aws.stack, self.config.clone()).await.expect("deps");
-            tasks.extend(switchyard_local::pipeline::dispatcher_pollers(&self.aws.sdk, &self.aws.stack, deps.dispatcher));
+            tasks.extend(switchyard_local::pipeline::dispatcher_pollers(
+                &self.aws.sdk,
+                &self.aws.stack,
+                deps.dispatcher,
+            ));
         }
         tasks
     }
@@ -405,6 +409,7 @@ pub fn delivery(event_id: &str, body: Value) -> switchyard_common::envelope::Del
         ordering_key: None,
         entity_version: None,
         entity: None,
+        accepted_at_ms: None,
         body,
     }
 }

@@ -270,3 +270,38 @@ fn every_number_in_the_flow_file_is_range_checked_naming_the_field_and_range() {
     }
     assert!(destination("timeout_ms = 60000\nretry = { max_delay_ms = 43200000, max_age_secs = 1209600 }").is_ok());
 }
+
+#[test]
+fn an_slo_outside_its_ranges_is_refused_and_a_late_or_parked_event_spends_its_share_of_the_budget() {
+    let flow = |slo: &str| with_flow(&format!("{GOOD_FLOW}slo = {slo}\n"));
+    let ok = flow("{ within_secs = 120, objective = 0.995 }").expect("valid");
+    let slo = ok.flows[0].slo.unwrap();
+    assert_eq!(slo.budget_spent(Some(120_000)), 0.0);
+    assert!((slo.budget_spent(Some(120_001)) - 200.0).abs() < 1e-6, "1 / (1 - 0.995)");
+    assert!((slo.budget_spent(None) - 200.0).abs() < 1e-6, "parked counts as late");
+    for bad in
+        ["{ within_secs = 0, objective = 0.99 }", "{ within_secs = 60, objective = 1.0 }", "{ within_secs = 60 }"]
+    {
+        assert!(flow(bad).is_err(), "{bad} was accepted");
+    }
+}
+
+#[test]
+fn a_rate_limit_or_breaker_out_of_range_or_misspelt_is_refused() {
+    let with_destination =
+        |extra: &str| Config::parse("t.toml", &format!("{SOURCES}{extra}\n[[flows]]\n{GOOD_FLOW}"), files);
+    let ok = with_destination("rate_limit = { per_second = 10 }\nbreaker = { failures = 3 }").expect("valid");
+    let crm = ok.destination("crm").unwrap();
+    assert_eq!(crm.rate_limit.unwrap().burst(), 10, "burst defaults to per_second");
+    assert_eq!(crm.breaker.unwrap().cooldown_secs, 30);
+    assert!(crm.is_gated());
+    for bad in [
+        "rate_limit = { per_second = 0 }",
+        "rate_limit = { per_second = 10, burst = 0 }",
+        "rate_limit = { per_second = 10, brust = 5 }",
+        "breaker = { failures = 0 }",
+        "breaker = { cooldown_secs = 901 }",
+    ] {
+        assert!(with_destination(bad).is_err(), "{bad} was accepted");
+    }
+}

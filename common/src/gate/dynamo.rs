@@ -74,7 +74,9 @@ impl DynamoGate {
     async fn write(&self, req: UpdateItemFluentBuilder) -> Result<Written, GateError> {
         match req.send().await {
             Ok(out) => Ok(Written::Done(state_from(out.attributes.as_ref()))),
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) => {
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
                 let UpdateItemError::ConditionalCheckFailedException(c) = e.into_err() else { unreachable!() };
                 Ok(Written::Refused(state_from(c.item.as_ref())))
             }
@@ -83,7 +85,12 @@ impl DynamoGate {
     }
 
     /// Appends a transition, keeping the last [`KEEP_TRANSITIONS`].
-    fn with_transition(req: UpdateItemFluentBuilder, now_ms: i64, t: &Transition, seen: &GateState) -> UpdateItemFluentBuilder {
+    fn with_transition(
+        req: UpdateItemFluentBuilder,
+        now_ms: i64,
+        t: &Transition,
+        seen: &GateState,
+    ) -> UpdateItemFluentBuilder {
         let mut log: Vec<String> = seen.transitions.clone();
         log.push(transition_entry(now_ms, t));
         let start = log.len().saturating_sub(KEEP_TRANSITIONS);
@@ -167,7 +174,12 @@ impl GateStore for DynamoGate {
         policy: &BreakerPolicy,
         probe: bool,
     ) -> Result<(Option<Transition>, GateState), GateError> {
-        let counted = match self.write(self.update(destination).update_expression("ADD fails :one").expression_attribute_values(":one", n(1))).await? {
+        let counted = match self
+            .write(
+                self.update(destination).update_expression("ADD fails :one").expression_attribute_values(":one", n(1)),
+            )
+            .await?
+        {
             Written::Done(s) | Written::Refused(s) => s,
         };
         let reopen = probe && counted.open_until_ms > 0;
@@ -220,7 +232,9 @@ impl GateStore for DynamoGate {
         let t = Transition { to: BreakerState::Closed, why: "a call succeeded".to_owned() };
         let close = self
             .update(destination)
-            .update_expression("SET fails = :zero, open_until = :zero, probe_until = :zero, transitions = :log REMOVE opened_at")
+            .update_expression(
+                "SET fails = :zero, open_until = :zero, probe_until = :zero, transitions = :log REMOVE opened_at",
+            )
             .condition_expression("open_until = :was")
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":was", n(seen.open_until_ms));

@@ -129,8 +129,13 @@ impl HoldReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     /// Call now; `probe` if this call decides a half-open breaker.
-    Go { probe: bool },
-    Hold { until_ms: i64, why: HoldReason },
+    Go {
+        probe: bool,
+    },
+    Hold {
+        until_ms: i64,
+        why: HoldReason,
+    },
 }
 
 /// GCRA's parameters: the emission interval and the tolerance, in milliseconds.
@@ -231,7 +236,10 @@ impl Gate {
     }
 
     fn remember(&self, destination: &str, state: GateState) {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(destination.to_owned(), (state, std::time::Instant::now()));
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(destination.to_owned(), (state, std::time::Instant::now()));
     }
 
     fn cached(&self, destination: &str) -> Option<GateState> {
@@ -250,7 +258,12 @@ impl Gate {
 
     /// Whether a delivery to `destination` may call it now. `probe_lease_ms`: how long
     /// a probe may take (the destination's worst case).
-    pub async fn admit(&self, destination: &Destination, now_ms: i64, probe_lease_ms: i64) -> Result<Admission, GateError> {
+    pub async fn admit(
+        &self,
+        destination: &Destination,
+        now_ms: i64,
+        probe_lease_ms: i64,
+    ) -> Result<Admission, GateError> {
         let name = destination.name.as_str();
         let mut state = self.state(name).await?;
         if let Some((until_ms, why)) = blocked(&state, now_ms) {

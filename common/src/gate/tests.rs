@@ -20,7 +20,7 @@ fn destination(rate: Option<(u32, u32)>, breaker: Option<BreakerPolicy>) -> Dest
 }
 
 fn breaker(failures: u32) -> Option<BreakerPolicy> {
-    Some(BreakerPolicy { failures, cooldown_secs: 10, alarm_after_secs: 300 })
+    Some(BreakerPolicy { failures, cooldown_secs: 10 })
 }
 
 #[test]
@@ -90,7 +90,10 @@ async fn the_breaker_opens_after_consecutive_failures_holds_then_lets_one_probe_
     let reopened = gate.record(&d, later + 10, Some(None), true).await.unwrap().expect("re-opened");
     assert_eq!(reopened.why, "the half-open probe failed");
     gate.seen.lock().unwrap().clear();
-    assert!(matches!(gate.admit(&d, later + 20, 5_000).await.unwrap(), Admission::Hold { why: HoldReason::BreakerOpen, .. }));
+    assert!(matches!(
+        gate.admit(&d, later + 20, 5_000).await.unwrap(),
+        Admission::Hold { why: HoldReason::BreakerOpen, .. }
+    ));
     // The next probe succeeds: closed, everyone goes.
     let again = later + 10_020;
     gate.seen.lock().unwrap().clear();
@@ -121,7 +124,10 @@ async fn a_retry_after_pauses_the_whole_destination() {
     let gate = Gate::new(MemoryGate::default());
     let d = destination(Some((100, 100)), None);
     gate.record(&d, 1_000, Some(Some(Duration::from_secs(5))), false).await.unwrap();
-    assert_eq!(gate.admit(&d, 1_001, 1_000).await.unwrap(), Admission::Hold { until_ms: 6_000, why: HoldReason::Paused });
+    assert_eq!(
+        gate.admit(&d, 1_001, 1_000).await.unwrap(),
+        Admission::Hold { until_ms: 6_000, why: HoldReason::Paused }
+    );
     assert_eq!(gate.admit(&d, 6_000, 1_000).await.unwrap(), Admission::Go { probe: false });
 }
 

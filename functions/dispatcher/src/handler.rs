@@ -1,12 +1,12 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use switchyard_common::backoff;
 use switchyard_common::batch::{self, parked_message, process_batch_while, RecordResult};
-use switchyard_common::envelope::{Delivery, Mode};
 use switchyard_common::budget;
+use switchyard_common::envelope::{Delivery, Mode};
 use switchyard_common::failure::{Failure, FailureClass};
 use switchyard_common::gate::{hold_secs, Admission, BreakerState, HoldReason};
 use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey, RECORD_TTL};
-use switchyard_common::metrics;
+use switchyard_common::metrics::{self, Metric};
 use switchyard_common::queue::OutboundMessage;
 use switchyard_common::runtime::now_ms;
 use tracing::{info, warn, Instrument};
@@ -86,7 +86,9 @@ async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadli
         let lease = budget::worst_case_record(destination).as_millis() as i64;
         match deps.gate.admit(destination, now, lease).await {
             Ok(Admission::Go { probe: p }) => probe = p,
-            Ok(Admission::Hold { until_ms, why }) => return hold(deps, message, delivery, destination, until_ms - now, why).await,
+            Ok(Admission::Hold { until_ms, why }) => {
+                return hold(deps, message, delivery, destination, until_ms - now, why).await
+            }
             Err(e) => {
                 warn!(error = %e, "destination gate unavailable; will retry");
                 return retry_later(deps, message, destination, &Failure::transient(e.to_string()), 1).await;
@@ -96,13 +98,22 @@ async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadli
     let event_key = delivery.event_key();
     // A flow's own idempotency key is the claim: every event yielding it shares one.
     let key = delivery.claim_key();
-    let result = claim_and_deliver(deps, message, delivery, destination, &key, now, deadline_ms, probe).await;
+    let turn = Turn { now, deadline_ms, probe };
+    let result = claim_and_deliver(deps, message, delivery, destination, &key, turn).await;
     if key != event_key {
         if let Err(e) = deps.ledger.mirror(&key, &event_key).await {
             warn!(error = %e, "could not copy the outcome into the event's history");
         }
     }
     result
+}
+
+/// When a delivery's turn began, when its invocation ends, and whether its call is the
+/// breaker's half-open probe.
+struct Turn {
+    now: i64,
+    deadline_ms: i64,
+    probe: bool,
 }
 
 /// Claim → call → record → (park) in that order; the attempt number is the ledger's
@@ -114,10 +125,9 @@ async fn claim_and_deliver(
     delivery: &Delivery,
     destination: &switchyard_common::config::Destination,
     key: &RecordKey,
-    now: i64,
-    deadline_ms: i64,
-    probe: bool,
+    turn: Turn,
 ) -> RecordResult {
+    let Turn { now, deadline_ms, probe } = turn;
     let claim = ClaimRequest {
         key: key.clone(),
         payload_hash: delivery.payload_hash(),
@@ -198,7 +208,7 @@ async fn claim_and_deliver(
         match deps.gate.record(destination, now_ms(), unwell, probe).await {
             Ok(Some(t)) => {
                 warn!(breaker = t.to.as_str(), why = %t.why, "circuit breaker {}", t.to.as_str());
-                metrics::count(breaker_metric(t.to), 1, &[("Destination", &destination.name)]);
+                metrics::count_with_total(breaker_metric(t.to), 1, &[("Destination", &destination.name)]);
             }
             Ok(None) => {}
             Err(e) => warn!(error = %e, "could not record the call's outcome on the destination gate"),
@@ -207,7 +217,7 @@ async fn claim_and_deliver(
     match outcome {
         Ok(done) => {
             info!(status = done.status, attempt, "delivered");
-            metrics::count("Delivered", 1, &[("Flow", &delivery.flow)]);
+            flow_figures(deps, delivery, true);
             finish(deps, key, &format!("HTTP {}", done.status)).await;
             if let (Some(entity), Some(version)) = (&delivery.ordering_key, delivery.entity_version) {
                 if let Err(e) = deps.ledger.advance_version(&delivery.flow, entity, version, claim.expires_at_s).await {
@@ -220,7 +230,7 @@ async fn claim_and_deliver(
         Err(failure) => {
             if failure.class == FailureClass::Auth {
                 warn!(permission_failure = true, reason = %failure.reason, "credentials refused after a refresh");
-                metrics::count("PermissionFailure", 1, &[("Destination", &destination.name)]);
+                metrics::count_with_total("PermissionFailure", 1, &[("Destination", &destination.name)]);
             }
             let too_old = age_ms(message, now_ms()) > (destination.retry.max_age_secs as i64).saturating_mul(1000);
             if attempt >= destination.retry.max_attempts || too_old {
@@ -270,7 +280,49 @@ async fn park_recorded(
         warn!(error = %e, reason = %failure.reason, "could not record the park; will retry");
         return RecordResult::Retry;
     }
+    flow_figures(deps, delivery, false);
     park(deps, message, delivery_dlq_message(message, delivery, failure, attempts), failure).await
+}
+
+/// A final outcome's figures per flow, in one line: out (`Delivered`) or
+/// `ParkedDeliveries`, the lag from intake's acceptance to the 2xx, and for a flow with
+/// an SLO the error budget the event spent (a parked one is late by definition).
+fn flow_figures(deps: &Deps, delivery: &Delivery, delivered: bool) {
+    let lag = if delivered { delivery.accepted_at_ms.map(|t| (now_ms() - t).max(0)) } else { None };
+    let slo = deps
+        .config
+        .flows
+        .iter()
+        .find(|f| f.name == delivery.flow && f.version == delivery.flow_version)
+        .and_then(|f| f.slo);
+    let dimensions = [("Flow", delivery.flow.as_str())];
+    let count = |name| Metric { name, value: 1.0, unit: "Count", dimensions: &dimensions, rollup: false };
+    let mut figures = vec![count(if delivered { "Delivered" } else { "ParkedDeliveries" })];
+    if let Some(ms) = lag {
+        figures.push(Metric {
+            name: "DeliveryLag",
+            value: ms as f64,
+            unit: "Milliseconds",
+            dimensions: &dimensions,
+            rollup: false,
+        });
+    }
+    if let Some(slo) = slo {
+        figures.push(count("SloEvents"));
+        figures.push(Metric {
+            name: "SloBudgetSpent",
+            value: slo.budget_spent(lag),
+            unit: "None",
+            dimensions: &dimensions,
+            rollup: false,
+        });
+    }
+    metrics::emit_all(&figures);
+}
+
+/// The flow a message's delivery belongs to, from its attributes (for a metric's dimension).
+fn delivery_flow(message: &SqsMessage) -> String {
+    message.message_attributes.get("flow").and_then(|a| a.string_value.clone()).unwrap_or_default()
 }
 
 fn breaker_metric(to: BreakerState) -> &'static str {
@@ -297,7 +349,7 @@ async fn hold(
     let name = destination.name.as_str();
     metrics::count("Held", 1, &[("Destination", name), ("Reason", why.as_str())]);
     if why.is_breaker() {
-        metrics::count("BreakerHeld", 1, &[("Destination", name)]);
+        metrics::count_with_total("BreakerHeld", 1, &[("Destination", name)]);
     }
     let receives = message.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
     let fifo = message.attributes.contains_key("MessageGroupId");
@@ -351,7 +403,7 @@ async fn retry_later(
         }
     }
     info!(reason = %failure.reason, class = %failure.class, attempt, retry_in_secs = secs, "will retry");
-    metrics::count("Retries", 1, &[("Destination", &destination.name)]);
+    metrics::count("Retries", 1, &[("Flow", &delivery_flow(message)), ("Destination", &destination.name)]);
     RecordResult::Retry
 }
 

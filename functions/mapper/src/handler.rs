@@ -143,6 +143,7 @@ pub fn map_flow(config: &Config, flow: &Flow, envelope: &Envelope) -> Result<Opt
         ordering_key,
         entity_version,
         entity,
+        accepted_at_ms: envelope.accepted_at_ms(),
         body,
     }))
 }
@@ -224,6 +225,8 @@ async fn handle_record(deps: &Deps, message: &SqsMessage) -> RecordResult {
         }
         for d in &mapped.deliveries {
             info!(flow = %d.flow, destination = %d.destination, "mapped");
+            // Events in, per flow (the dashboard's first column).
+            metrics::count("Mapped", 1, &[("Flow", &d.flow)]);
         }
         let mut result = RecordResult::Done;
         for n in &mapped.not_mapped {

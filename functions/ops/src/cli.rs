@@ -14,13 +14,14 @@ use std::io::{IsTerminal, Write};
 
 use clap::{Args, Parser, Subcommand};
 use switchyard_common::config::Config;
+use switchyard_common::gate::{DynamoGate, GateStore};
 use switchyard_common::ledger::{entity_hash, DynamoLedger, IdempotencyStore, RecordKey};
 use switchyard_common::names::Stage;
 use switchyard_common::runtime::{self, now_ms};
 
 use crate::dlq::{self, DlqName, Filter, Parked};
 use crate::replay::{self, Patch};
-use crate::{audit, trace};
+use crate::{audit, destinations, trace};
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -68,6 +69,9 @@ enum Command {
     Dlq(DlqCommand),
     /// Send parked messages again: a dry run unless --yes; guarded and audited.
     Replay(ReplayArgs),
+    /// Each destination's rate limit and circuit breaker: as configured and as they
+    /// stand now (open, half-open, paused by a Retry-After).
+    Destinations,
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,7 +216,29 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Dlq(DlqCommand::List(args)) => dlq_list(&stage, cli.json, args).await,
         Command::Dlq(DlqCommand::Show(args)) => dlq_show(&stage, args).await,
         Command::Replay(args) => replay_command(&stage, cli.json, args).await,
+        Command::Destinations => destinations_command(&stage, cli.json).await,
     }
+}
+
+async fn destinations_command(stage: &Stage, json: bool) -> Result<u8, Failure> {
+    let config = Config::from_env().map_err(|e| Failure(exit::UNAVAILABLE, format!("flow file: {e}")))?;
+    let table = table(stage);
+    let gate = DynamoGate::new(aws_sdk_dynamodb::Client::new(&runtime::aws_config().await), &table);
+    let mut rows = Vec::new();
+    for d in config.destinations.values() {
+        let state = gate.read(&d.name).await.map_err(|e| {
+            Failure(exit::UNAVAILABLE, format!("{e} (is AWS_ENDPOINT_URL or the stage right? table {table})"))
+        })?;
+        rows.push((d, state));
+    }
+    let now = now_ms();
+    if json {
+        let all: Vec<_> = rows.iter().map(|(d, s)| destinations::to_json(d, s, now)).collect();
+        println!("{}", serde_json::Value::Array(all));
+    } else {
+        print!("{}", destinations::render_text(&rows, now));
+    }
+    Ok(exit::OK)
 }
 
 fn unavailable(table: &str) -> impl Fn(switchyard_common::ledger::LedgerError) -> Failure + '_ {

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod destinations;
 pub mod diff;
 pub mod dlq;
 pub mod replay;
