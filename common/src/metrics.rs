@@ -5,6 +5,33 @@ use serde_json::{json, Map, Value};
 
 pub const NAMESPACE: &str = "switchyard";
 
+/// Metric names the template's alarms watch (a test on the template checks them).
+pub mod names {
+    /// Per flow with an SLO: one per final outcome.
+    pub const SLO_EVENTS: &str = "SloEvents";
+    /// Per flow with an SLO: `1 / (1 − objective)` per late or parked event, else 0.
+    pub const SLO_BUDGET_SPENT: &str = "SloBudgetSpent";
+    /// Per destination and stage-wide: a delivery held back by an open breaker.
+    pub const BREAKER_HELD: &str = "BreakerHeld";
+    /// Per destination and stage-wide: credentials refused after a refresh.
+    pub const PERMISSION_FAILURE: &str = "PermissionFailure";
+}
+
+/// Multi-window burn-rate alerting over an SLO's error budget (the SRE workbook's
+/// pairs): the burn rate `spent / events` must exceed `factor` over both the long and
+/// the short window. Fast: 2 % of a 30-day budget in an hour; slow: 5 % in six hours.
+pub struct BurnWindow {
+    pub name: &'static str,
+    pub long_secs: u32,
+    pub short_secs: u32,
+    pub factor: f64,
+}
+
+pub const BURN_WINDOWS: [BurnWindow; 2] = [
+    BurnWindow { name: "fast", long_secs: 3_600, short_secs: 300, factor: 14.4 },
+    BurnWindow { name: "slow", long_secs: 21_600, short_secs: 1_800, factor: 6.0 },
+];
+
 /// The deployment stage (`SWITCHYARD_STAGE`), the first dimension of every metric, so
 /// that a dashboard or alarm of one stage never counts another's events.
 fn stage() -> &'static str {

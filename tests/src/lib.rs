@@ -23,13 +23,15 @@ use switchyard_local::sink::Sink;
 use switchyard_local::stack::Stack;
 use tokio::process::{Child, Command};
 
+pub mod runner;
+
 pub mod soak;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn venv() -> PathBuf {
+pub fn venv() -> PathBuf {
     let venv = std::env::var("SWITCHYARD_VENV").map(PathBuf::from).unwrap_or_else(|_| repo().join(".venv"));
     assert!(
         venv.join("bin/moto_server").exists(),
@@ -344,6 +346,22 @@ impl World {
             .filter(|r| r.path == path)
             .map(|r| (r.body["event"].as_str().unwrap_or_default().to_owned(), r.answered))
             .collect()
+    }
+
+    /// Posts `body` to `source` signed as its flow-file scheme says, with its local
+    /// secret, now; `id` is the event id for schemes that carry it in a header.
+    pub async fn post_signed(
+        &self,
+        source: &str,
+        body: &[u8],
+        id: &str,
+        extra: Vec<(http::HeaderName, http::HeaderValue)>,
+    ) -> (u16, Value) {
+        let s = &self.config.sources[source];
+        let mut headers =
+            sign(&s.scheme, &SigningSecret::new(local_secret(&s.secret)), body, now_ms() / 1000, id).expect("sign");
+        headers.extend(extra);
+        self.post(source, body, headers).await
     }
 
     pub async fn post_stripe(&self, body: &str) -> (u16, Value) {

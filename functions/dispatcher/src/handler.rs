@@ -230,7 +230,7 @@ async fn claim_and_deliver(
         Err(failure) => {
             if failure.class == FailureClass::Auth {
                 warn!(permission_failure = true, reason = %failure.reason, "credentials refused after a refresh");
-                metrics::count_with_total("PermissionFailure", 1, &[("Destination", &destination.name)]);
+                metrics::count_with_total(metrics::names::PERMISSION_FAILURE, 1, &[("Destination", &destination.name)]);
             }
             let too_old = age_ms(message, now_ms()) > (destination.retry.max_age_secs as i64).saturating_mul(1000);
             if attempt >= destination.retry.max_attempts || too_old {
@@ -308,9 +308,9 @@ fn flow_figures(deps: &Deps, delivery: &Delivery, delivered: bool) {
         });
     }
     if let Some(slo) = slo {
-        figures.push(count("SloEvents"));
+        figures.push(count(metrics::names::SLO_EVENTS));
         figures.push(Metric {
-            name: "SloBudgetSpent",
+            name: metrics::names::SLO_BUDGET_SPENT,
             value: slo.budget_spent(lag),
             unit: "None",
             dimensions: &dimensions,
@@ -349,7 +349,7 @@ async fn hold(
     let name = destination.name.as_str();
     metrics::count("Held", 1, &[("Destination", name), ("Reason", why.as_str())]);
     if why.is_breaker() {
-        metrics::count_with_total("BreakerHeld", 1, &[("Destination", name)]);
+        metrics::count_with_total(metrics::names::BREAKER_HELD, 1, &[("Destination", name)]);
     }
     let receives = message.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
     let fifo = message.attributes.contains_key("MessageGroupId");

@@ -1,0 +1,98 @@
+//! Issue 9: the template's alarms watch what the code emits. The template is read with
+//! cfn-lint's own YAML loader (the project's virtual environment), so intrinsic
+//! functions come through as CloudFormation would see them.
+
+use serde_json::Value;
+use switchyard_common::config::Config;
+use switchyard_common::metrics::{names, BURN_WINDOWS, NAMESPACE};
+use switchyard_e2e::{repo, venv};
+
+fn template() -> Value {
+    let out = std::process::Command::new(venv().join("bin/python"))
+        .args([
+            "-c",
+            "import json, sys; from cfnlint.decode import cfn_yaml; print(json.dumps(cfn_yaml.load(sys.argv[1]), default=str))",
+        ])
+        .arg(repo().join("infra/template.yaml"))
+        .output()
+        .expect("run the venv's python (make test creates it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("template as JSON")
+}
+
+fn resources_of_type<'a>(t: &'a Value, kind: &str) -> Vec<(&'a String, &'a Value)> {
+    t["Resources"].as_object().unwrap().iter().filter(|(_, r)| r["Type"] == kind).collect()
+}
+
+/// The metric query of `metric` for `flow` in an alarm, with its period.
+fn period_of(alarm: &Value, metric: &str, flow: &str) -> Option<u64> {
+    alarm["Properties"]["Metrics"].as_array()?.iter().find_map(|m| {
+        let stat = &m["MetricStat"];
+        let dims = stat["Metric"]["Dimensions"].as_array()?;
+        let for_flow = dims.iter().any(|d| d["Name"] == "Flow" && d["Value"] == flow);
+        let staged = dims.iter().any(|d| d["Name"] == "Stage" && d["Value"]["Ref"] == "Stage");
+        (stat["Metric"]["Namespace"] == NAMESPACE && stat["Metric"]["MetricName"] == metric && for_flow && staged)
+            .then(|| stat["Period"].as_u64())
+            .flatten()
+    })
+}
+
+#[test]
+fn every_flow_with_an_slo_has_fast_and_slow_multi_window_burn_rate_alarms_over_what_the_dispatcher_emits() {
+    let config = Config::load(&repo().join("config/flows.toml")).expect("flow file");
+    let t = template();
+    let alarms = resources_of_type(&t, "AWS::CloudWatch::Alarm");
+    let composites = resources_of_type(&t, "AWS::CloudWatch::CompositeAlarm");
+    let with_slo: Vec<_> = config.flows.iter().filter(|f| f.slo.is_some()).collect();
+    assert!(!with_slo.is_empty(), "the example order flow declares an slo");
+    for flow in with_slo {
+        for w in &BURN_WINDOWS {
+            // One alarm per window of the pair: spent / events over that window, above the factor.
+            let mut pair = Vec::new();
+            for secs in [w.long_secs, w.short_secs] {
+                let (name, alarm) = alarms
+                    .iter()
+                    .find(|(_, a)| {
+                        period_of(a, names::SLO_BUDGET_SPENT, &flow.name) == Some(u64::from(secs))
+                            && period_of(a, names::SLO_EVENTS, &flow.name) == Some(u64::from(secs))
+                    })
+                    .unwrap_or_else(|| panic!("{}: no {} burn alarm over {secs} s", flow.name, w.name));
+                let p = &alarm["Properties"];
+                assert_eq!(p["Threshold"].as_f64(), Some(w.factor), "{name}");
+                assert_eq!(p["ComparisonOperator"], "GreaterThanThreshold", "{name}");
+                assert_eq!(p["TreatMissingData"], "notBreaching", "{name}");
+                let returned: Vec<&Value> =
+                    p["Metrics"].as_array().unwrap().iter().filter(|m| m["ReturnData"] == true).collect();
+                assert_eq!(returned.len(), 1, "{name}");
+                assert_eq!(returned[0]["Expression"], "spent / events", "{name}: not a burn rate");
+                pair.push(name.as_str());
+            }
+            // Both windows must agree before anyone is paged.
+            let (cname, composite) = composites
+                .iter()
+                .find(|(_, c)| {
+                    let rule = c["Properties"]["AlarmRule"]["Fn::Sub"].as_str().unwrap_or_default();
+                    pair.iter().all(|a| rule.contains(&format!("ALARM(\"${{{a}}}\")"))) && rule.contains(" AND ")
+                })
+                .unwrap_or_else(|| panic!("{}: no composite alarm ANDs {pair:?}", flow.name));
+            assert_eq!(composite["Properties"]["AlarmActions"][0]["Ref"], "AlarmTopic", "{cname}");
+        }
+    }
+}
+
+#[test]
+fn the_breaker_and_permission_alarms_watch_the_stage_totals_the_dispatcher_emits() {
+    let t = template();
+    for (metric, alarm_name) in
+        [(names::BREAKER_HELD, "BreakerOpenAlarm"), (names::PERMISSION_FAILURE, "PermissionFailureAlarm")]
+    {
+        let p = &t["Resources"][alarm_name]["Properties"];
+        assert_eq!(p["Namespace"], NAMESPACE, "{alarm_name}");
+        assert_eq!(p["MetricName"], metric, "{alarm_name}");
+        assert_eq!(p["Dimensions"].as_array().unwrap().len(), 1, "{alarm_name}: the stage total has only Stage");
+        assert_eq!(p["AlarmActions"][0]["Ref"], "AlarmTopic", "{alarm_name}");
+    }
+    let breaker = &t["Resources"]["BreakerOpenAlarm"]["Properties"];
+    assert_eq!(breaker["EvaluationPeriods"]["Ref"], "BreakerAlarmMinutes");
+    assert_eq!(breaker["DatapointsToAlarm"]["Ref"], "BreakerAlarmMinutes");
+}
