@@ -85,6 +85,7 @@ struct RawDestination {
     retry: RetryPolicy,
     signing: Option<RawSigning>,
     rate_limit: Option<RateLimit>,
+    max_in_flight: Option<u32>,
     breaker: Option<BreakerPolicy>,
 }
 
@@ -152,6 +153,11 @@ pub enum Auth {
         audience: Option<String>,
         secret: String,
     },
+    /// `{"url": "https://hooks.example.com/services/T0/B0/XXXX"}`: an incoming-webhook
+    /// URL that is itself the credential (a team chat's). Its path and query are sent
+    /// to the destination's `base_url`, whose host it must name; flows to such a
+    /// destination have `path = "/"`.
+    WebhookUrl { secret: String },
 }
 
 fn default_api_key_header() -> String {
@@ -165,6 +171,7 @@ impl Auth {
             Auth::ApiKey { secret, .. }
             | Auth::Bearer { secret }
             | Auth::Basic { secret }
+            | Auth::WebhookUrl { secret }
             | Auth::OAuth2ClientCredentials { secret, .. } => Some(secret),
         }
     }
@@ -177,6 +184,7 @@ impl Auth {
             Auth::Bearer { .. } => "bearer",
             Auth::Basic { .. } => "basic",
             Auth::OAuth2ClientCredentials { .. } => "oauth2_client_credentials",
+            Auth::WebhookUrl { .. } => "webhook_url",
         }
     }
 
@@ -331,13 +339,15 @@ pub struct Destination {
     pub retry: RetryPolicy,
     pub signing: Option<Signing>,
     pub rate_limit: Option<RateLimit>,
+    /// At most this many calls at once, across every dispatcher.
+    pub max_in_flight: Option<u32>,
     pub breaker: Option<BreakerPolicy>,
 }
 
 impl Destination {
     /// Whether any dispatcher must consult the shared gate before calling.
     pub fn is_gated(&self) -> bool {
-        self.rate_limit.is_some() || self.breaker.is_some()
+        self.rate_limit.is_some() || self.max_in_flight.is_some() || self.breaker.is_some()
     }
 }
 
@@ -494,6 +504,9 @@ impl Config {
                 in_range(&at, "rate_limit.per_second", r.per_second, ranges::PER_SECOND)?;
                 in_range(&at, "rate_limit.burst", r.burst(), ranges::BURST)?;
             }
+            if let Some(k) = d.max_in_flight {
+                in_range(&at, "max_in_flight", k, ranges::MAX_IN_FLIGHT)?;
+            }
             if let Some(b) = &d.breaker {
                 in_range(&at, "breaker.failures", b.failures, ranges::BREAKER_FAILURES)?;
                 in_range(&at, "breaker.cooldown_secs", b.cooldown_secs, ranges::COOLDOWN_SECS)?;
@@ -512,6 +525,7 @@ impl Config {
                     retry: d.retry,
                     signing,
                     rate_limit: d.rate_limit,
+                    max_in_flight: d.max_in_flight,
                     breaker: d.breaker,
                 },
             );
@@ -540,6 +554,11 @@ impl Config {
             }
             if !f.path.starts_with('/') {
                 return Err(invalid(at("path must start with /")));
+            }
+            if matches!(destinations[&f.destination].auth, Auth::WebhookUrl { .. }) && f.path != "/" {
+                return Err(invalid(at(
+                    "path must be \"/\": its destination takes the whole path from its webhook_url secret",
+                )));
             }
             if f.entity_version.is_some() && f.ordering_key.is_none() {
                 return Err(invalid(at("entity_version needs an ordering_key (the entity it versions)")));
@@ -615,6 +634,7 @@ pub mod ranges {
     pub const MAX_AGE_SECS: RangeInclusive<u64> = 1..=14 * 86_400;
     pub const PER_SECOND: RangeInclusive<u32> = 1..=10_000;
     pub const BURST: RangeInclusive<u32> = 1..=10_000;
+    pub const MAX_IN_FLIGHT: RangeInclusive<u32> = 1..=1_000;
     pub const BREAKER_FAILURES: RangeInclusive<u32> = 1..=1_000;
     /// Up to 15 minutes: the longest SQS can delay a sent message.
     pub const COOLDOWN_SECS: RangeInclusive<u64> = 1..=900;

@@ -46,7 +46,7 @@ fn sqs_fixtures_round_trip_and_carry_an_envelope_or_a_delivery() {
 
 #[test]
 fn provider_payloads_and_golden_requests_are_json_objects() {
-    for dir in ["stripe", "github", "shopify", "standard", "acme", "golden"] {
+    for dir in ["stripe", "github", "shopify", "standard", "acme", "webform", "golden"] {
         for (path, text) in files(dir) {
             let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
             assert!(v.is_object(), "{path}");

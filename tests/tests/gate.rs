@@ -167,3 +167,26 @@ async fn assert_each_completed_or_retried_once(w: &World) {
     assert_eq!(attempts.iter().filter(|&&a| a == 2).count(), 1, "{attempts:?}");
     assert_eq!(attempts.iter().filter(|&&a| a == 1).count(), 19, "{attempts:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_dispatchers_never_have_more_than_max_in_flight_calls_open_at_once() {
+    let w = World::start_with(|c| c.destinations.get_mut("crm").unwrap().max_in_flight = Some(2)).await;
+    let _more = w.more_dispatchers(3).await;
+    let answer_after = Duration::from_millis(300);
+    w.sink.answer_by_default(Reply::Delay(answer_after, 201));
+    enqueue(&w, &deliveries("mif", 40)).await;
+
+    let done = eventually(Duration::from_secs(180), async || delivered(&w.sink.received()).len() == 40);
+    assert!(done.await, "only {} of 40 delivered", delivered(&w.sink.received()).len());
+    // The last answers are still on their way (the sink counts a request as it arrives).
+    settle(Duration::from_secs(2)).await;
+    let starts: Vec<i64> = w.sink.received().iter().map(|r| r.received_at_ms).collect();
+    // Each call is open for the 300 ms the destination takes to answer.
+    let open = |t: i64| starts.iter().filter(|&&s| s <= t && t < s + answer_after.as_millis() as i64 - 10).count();
+    let most = starts.iter().map(|&t| open(t)).max().unwrap();
+    println!("max_in_flight 2, 4 dispatchers, 300 ms answers: at most {most} calls open at once");
+    assert!(most <= 2, "{most} calls were open at once");
+    assert_eq!(most, 2, "the slots were never both used: the test proves nothing");
+    assert_eq!(w.sink.received().len(), 40);
+    assert_each_completed_on_one_attempt(&w, "mif", 40).await;
+}

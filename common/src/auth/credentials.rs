@@ -17,6 +17,35 @@ pub enum CredentialError {
     ColonInUsername(String),
     #[error("invalid auth header name {0:?}")]
     InvalidHeaderName(String),
+    #[error("secret {id}: url is not an http(s) URL on {host}, the destination's base_url host")]
+    WebhookUrlElsewhere { id: String, host: String },
+}
+
+/// `{"url": "..."}`: the path and query of an incoming-webhook URL (the part that is
+/// secret), checked to be on `base_url`'s host so a changed secret cannot send
+/// deliveries anywhere else.
+pub fn webhook_path(secret: &SecretFields, base_url: &str) -> Result<String, CredentialError> {
+    let elsewhere =
+        || CredentialError::WebhookUrlElsewhere { id: secret.id.clone(), host: host_of(base_url).unwrap_or_default() };
+    let url = secret.get("url")?;
+    if !(url.starts_with("https://") || url.starts_with("http://")) || host_of(url) != host_of(base_url) {
+        return Err(elsewhere());
+    }
+    let after_scheme = url.split_once("://").map(|(_, rest)| rest).unwrap_or_default();
+    let path = after_scheme.find('/').map(|i| &after_scheme[i..]).unwrap_or("/");
+    Ok(path.to_owned())
+}
+
+/// The host of an http(s) URL (no port, no credentials), lower-cased.
+fn host_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => host_port.split(':').next()?,
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
 /// A destination secret: a JSON object. `Debug` shows the id and field names only.
@@ -117,6 +146,28 @@ mod tests {
 
     fn secret(text: &str) -> SecretFields {
         SecretFields::parse("switchyard/dev/destination/x", text).unwrap()
+    }
+
+    #[test]
+    fn a_webhook_url_gives_its_path_only_on_the_base_urls_host() {
+        let chat = secret(r#"{"url":"https://hooks.chat.example/services/T0/B0/XyZ?thread=1"}"#);
+        assert_eq!(webhook_path(&chat, "https://hooks.chat.example").unwrap(), "/services/T0/B0/XyZ?thread=1");
+        assert_eq!(webhook_path(&chat, "https://HOOKS.chat.example:443/").unwrap(), "/services/T0/B0/XyZ?thread=1");
+        let local = secret(r#"{"url":"http://127.0.0.1:3001/chat/T0"}"#);
+        assert_eq!(
+            webhook_path(&local, "http://127.0.0.1:4567").unwrap(),
+            "/chat/T0",
+            "a moved local sink keeps the path"
+        );
+        for (text, base) in [
+            (r#"{"url":"https://evil.example/services/T0"}"#, "https://hooks.chat.example"),
+            (r#"{"url":"https://hooks.chat.example@evil.example/x"}"#, "https://hooks.chat.example"),
+            (r#"{"url":"ftp://hooks.chat.example/x"}"#, "https://hooks.chat.example"),
+            (r#"{"url":""}"#, "https://hooks.chat.example"),
+        ] {
+            let err = webhook_path(&secret(text), base).unwrap_err().to_string();
+            assert!(!err.contains("services") && !err.contains("evil"), "the error names no part of the secret: {err}");
+        }
     }
 
     #[test]

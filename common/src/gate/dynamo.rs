@@ -71,6 +71,15 @@ impl DynamoGate {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
     }
 
+    fn slot(&self, destination: &str, index: u32) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(gate_pk(destination)))
+            .key("sk", AttributeValue::S(slot_sk(index)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::None)
+    }
+
     async fn write(&self, req: UpdateItemFluentBuilder) -> Result<Written, GateError> {
         match req.send().await {
             Ok(out) => Ok(Written::Done(state_from(out.attributes.as_ref()))),
@@ -243,6 +252,35 @@ impl GateStore for DynamoGate {
             Written::Done(_) => Some(t),
             Written::Refused(_) => None,
         })
+    }
+
+    async fn take_slot(
+        &self,
+        destination: &str,
+        index: u32,
+        holder: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, GateError> {
+        let req = self
+            .slot(destination, index)
+            .update_expression("SET holder = :h, lease_until = :lease")
+            .condition_expression("attribute_not_exists(lease_until) OR lease_until <= :now")
+            .expression_attribute_values(":h", AttributeValue::S(holder.to_owned()))
+            .expression_attribute_values(":lease", n(lease_until_ms))
+            .expression_attribute_values(":now", n(now_ms));
+        Ok(matches!(self.write(req).await?, Written::Done(_)))
+    }
+
+    async fn release_slot(&self, destination: &str, slot: &Slot) -> Result<(), GateError> {
+        let req = self
+            .slot(destination, slot.index)
+            .update_expression("SET lease_until = :zero")
+            .condition_expression("holder = :h")
+            .expression_attribute_values(":h", AttributeValue::S(slot.holder.clone()))
+            .expression_attribute_values(":zero", n(0));
+        self.write(req).await?;
+        Ok(())
     }
 
     async fn pause(&self, destination: &str, until_ms: i64) -> Result<(), GateError> {

@@ -11,6 +11,7 @@ use super::*;
 #[derive(Debug, Default)]
 pub struct MemoryGate {
     items: Mutex<HashMap<String, GateState>>,
+    slots: Mutex<HashMap<(String, u32), (String, i64)>>,
 }
 
 impl MemoryGate {
@@ -101,6 +102,33 @@ impl GateStore for MemoryGate {
             log(s, now_ms, &t);
             Some(t)
         }))
+    }
+
+    async fn take_slot(
+        &self,
+        destination: &str,
+        index: u32,
+        holder: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, GateError> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = slots.entry((destination.to_owned(), index)).or_insert_with(|| (String::new(), 0));
+        if slot.1 > now_ms {
+            return Ok(false);
+        }
+        *slot = (holder.to_owned(), lease_until_ms);
+        Ok(true)
+    }
+
+    async fn release_slot(&self, destination: &str, slot: &Slot) -> Result<(), GateError> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = slots.get_mut(&(destination.to_owned(), slot.index)) {
+            if held.0 == slot.holder {
+                held.1 = 0;
+            }
+        }
+        Ok(())
     }
 
     async fn pause(&self, destination: &str, until_ms: i64) -> Result<(), GateError> {

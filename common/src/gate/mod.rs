@@ -17,6 +17,11 @@
 //!   success closes it, a failure opens it again. Each transition is made by exactly
 //!   one conditional write, so exactly one dispatcher logs it.
 //! - **Pause**: `paused_until` only ever moves forward.
+//! - **In flight**: `max_in_flight = K` is K slot items (`DEST#{name}` / `SLOT#{i}`),
+//!   each a lease until the call's worst case; a delivery takes a free one (trying a
+//!   few, from a random one) and gives it back after its call. A dispatcher that dies
+//!   holding one loses it only until the lease ends. Never more than K calls at once;
+//!   under contention a free slot can be missed and the delivery waits a second.
 //!
 //! Without a rate limit the dispatcher reads the state at most once a second
 //! ([`FRESH_FOR`]): a breaker opened elsewhere is seen within a second. With one, the
@@ -51,6 +56,20 @@ pub fn gate_pk(destination: &str) -> String {
 }
 
 pub const GATE_SK: &str = "GATE";
+
+pub fn slot_sk(index: u32) -> String {
+    format!("SLOT#{index}")
+}
+
+/// How many slots one admission tries before the delivery waits.
+pub const SLOT_TRIES: u32 = 3;
+
+/// One of a destination's `max_in_flight` slots, held for one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    pub index: u32,
+    pub holder: String,
+}
 
 /// The shared state of one destination. Times are epoch milliseconds; 0 means unset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -108,6 +127,8 @@ pub enum HoldReason {
     ProbeBusy,
     /// A `429 Retry-After` paused the destination.
     Paused,
+    /// `max_in_flight` calls are under way.
+    InFlight,
 }
 
 impl HoldReason {
@@ -117,6 +138,7 @@ impl HoldReason {
             HoldReason::BreakerOpen => "breaker_open",
             HoldReason::ProbeBusy => "breaker_probe_busy",
             HoldReason::Paused => "paused",
+            HoldReason::InFlight => "max_in_flight",
         }
     }
 
@@ -126,11 +148,13 @@ impl HoldReason {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
-    /// Call now; `probe` if this call decides a half-open breaker.
+    /// Call now; `probe` if this call decides a half-open breaker; `slot` to give back
+    /// after the call ([`Gate::release`]).
     Go {
         probe: bool,
+        slot: Option<Slot>,
     },
     Hold {
         until_ms: i64,
@@ -222,6 +246,20 @@ pub trait GateStore: Send + Sync {
 
     /// Pauses every call until `until_ms` (never shortens a pause).
     async fn pause(&self, destination: &str, until_ms: i64) -> Result<(), GateError>;
+
+    /// Takes slot `index` for `holder` until `lease_until_ms` if it is free (or its
+    /// lease has ended).
+    async fn take_slot(
+        &self,
+        destination: &str,
+        index: u32,
+        holder: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, GateError>;
+
+    /// Gives a slot back (only if `slot.holder` still holds it).
+    async fn release_slot(&self, destination: &str, slot: &Slot) -> Result<(), GateError>;
 }
 
 /// The gate as a dispatcher container uses it: the store and a cache of what it last saw.
@@ -281,13 +319,45 @@ impl Gate {
             }
             state = after;
         }
+        let slot = match destination.max_in_flight {
+            Some(k) => match self.take_slot(name, k, now_ms, now_ms + probe_lease_ms).await? {
+                Some(slot) => Some(slot),
+                None => return Ok(Admission::Hold { until_ms: now_ms + 1_000, why: HoldReason::InFlight }),
+            },
+            None => None,
+        };
         if destination.breaker.is_some() && state.breaker(now_ms) == BreakerState::HalfOpen {
             if self.store.claim_probe(name, now_ms, now_ms + probe_lease_ms).await? {
-                return Ok(Admission::Go { probe: true });
+                return Ok(Admission::Go { probe: true, slot });
+            }
+            if let Some(slot) = &slot {
+                self.release(destination, slot).await;
             }
             return Ok(Admission::Hold { until_ms: now_ms + 1_000, why: HoldReason::ProbeBusy });
         }
-        Ok(Admission::Go { probe: false })
+        Ok(Admission::Go { probe: false, slot })
+    }
+
+    /// A free slot of `k`, trying up to [`SLOT_TRIES`] from a random one.
+    async fn take_slot(&self, name: &str, k: u32, now_ms: i64, lease_until_ms: i64) -> Result<Option<Slot>, GateError> {
+        let (start, holder) = {
+            let mut rng = rand::rng();
+            (rng.random_range(0..k), format!("{:016x}", rng.random::<u64>()))
+        };
+        for t in 0..k.min(SLOT_TRIES) {
+            let index = (start + t) % k;
+            if self.store.take_slot(name, index, &holder, now_ms, lease_until_ms).await? {
+                return Ok(Some(Slot { index, holder }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Gives a slot back; a failure only leaves it taken until its lease ends.
+    pub async fn release(&self, destination: &Destination, slot: &Slot) {
+        if let Err(e) = self.store.release_slot(&destination.name, slot).await {
+            tracing::warn!(error = %e, slot = slot.index, "could not give an in-flight slot back; it frees itself at its lease's end");
+        }
     }
 
     /// Records a call's outcome: `Some(transient)` for a failure the breaker counts,

@@ -15,6 +15,7 @@ fn destination(rate: Option<(u32, u32)>, breaker: Option<BreakerPolicy>) -> Dest
         retry: RetryPolicy::default(),
         signing: None,
         rate_limit: rate.map(|(per_second, burst)| RateLimit { per_second, burst: Some(burst) }),
+        max_in_flight: None,
         breaker,
     }
 }
@@ -81,7 +82,7 @@ async fn the_breaker_opens_after_consecutive_failures_holds_then_lets_one_probe_
     // After the cool-down: one probe, the others wait.
     let later = now + 11_000;
     gate.seen.lock().unwrap().clear();
-    assert_eq!(gate.admit(&d, later, 5_000).await.unwrap(), Admission::Go { probe: true });
+    assert_eq!(gate.admit(&d, later, 5_000).await.unwrap(), Admission::Go { probe: true, slot: None });
     assert_eq!(
         gate.admit(&d, later, 5_000).await.unwrap(),
         Admission::Hold { until_ms: later + 1_000, why: HoldReason::ProbeBusy }
@@ -97,10 +98,10 @@ async fn the_breaker_opens_after_consecutive_failures_holds_then_lets_one_probe_
     // The next probe succeeds: closed, everyone goes.
     let again = later + 10_020;
     gate.seen.lock().unwrap().clear();
-    assert_eq!(gate.admit(&d, again, 5_000).await.unwrap(), Admission::Go { probe: true });
+    assert_eq!(gate.admit(&d, again, 5_000).await.unwrap(), Admission::Go { probe: true, slot: None });
     let closed = gate.record(&d, again + 5, None, true).await.unwrap().expect("closed");
     assert_eq!(closed.to, BreakerState::Closed);
-    assert_eq!(gate.admit(&d, again + 6, 5_000).await.unwrap(), Admission::Go { probe: false });
+    assert_eq!(gate.admit(&d, again + 6, 5_000).await.unwrap(), Admission::Go { probe: false, slot: None });
     let state = gate.store.read("d").await.unwrap();
     let kinds: Vec<&str> = state.transitions.iter().map(|t| t.split('|').nth(1).unwrap()).collect();
     assert_eq!(kinds, ["open", "open", "closed"]);
@@ -128,7 +129,7 @@ async fn a_retry_after_pauses_the_whole_destination() {
         gate.admit(&d, 1_001, 1_000).await.unwrap(),
         Admission::Hold { until_ms: 6_000, why: HoldReason::Paused }
     );
-    assert_eq!(gate.admit(&d, 6_000, 1_000).await.unwrap(), Admission::Go { probe: false });
+    assert_eq!(gate.admit(&d, 6_000, 1_000).await.unwrap(), Admission::Go { probe: false, slot: None });
 }
 
 #[tokio::test]
@@ -136,10 +137,33 @@ async fn a_rate_limited_destination_holds_the_call_past_the_burst_until_a_token_
     let gate = Gate::new(MemoryGate::default());
     let d = destination(Some((10, 2)), None);
     let now = 5_000_000;
-    assert_eq!(gate.admit(&d, now, 1_000).await.unwrap(), Admission::Go { probe: false });
-    assert_eq!(gate.admit(&d, now, 1_000).await.unwrap(), Admission::Go { probe: false });
+    assert_eq!(gate.admit(&d, now, 1_000).await.unwrap(), Admission::Go { probe: false, slot: None });
+    assert_eq!(gate.admit(&d, now, 1_000).await.unwrap(), Admission::Go { probe: false, slot: None });
     assert_eq!(
         gate.admit(&d, now, 1_000).await.unwrap(),
         Admission::Hold { until_ms: now + 100, why: HoldReason::RateLimit }
     );
+}
+
+#[tokio::test]
+async fn at_most_max_in_flight_calls_hold_a_slot_and_a_slot_given_back_or_expired_is_free_again() {
+    let gate = Gate::new(MemoryGate::default());
+    let mut d = destination(None, None);
+    d.max_in_flight = Some(2);
+    let now = 1_000;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        match gate.admit(&d, now, 5_000).await.unwrap() {
+            Admission::Go { slot: Some(slot), .. } => held.push(slot),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        gate.admit(&d, now, 5_000).await.unwrap(),
+        Admission::Hold { until_ms: now + 1_000, why: HoldReason::InFlight }
+    );
+    gate.release(&d, &held[0]).await;
+    assert!(matches!(gate.admit(&d, now, 5_000).await.unwrap(), Admission::Go { slot: Some(_), .. }));
+    // A holder that died: its lease ends.
+    assert!(matches!(gate.admit(&d, now + 5_000, 5_000).await.unwrap(), Admission::Go { slot: Some(_), .. }));
 }

@@ -145,6 +145,18 @@ impl JqProgram {
         }
     }
 
+    /// An idempotency key: a string or number is the key as it is; an array or object
+    /// is a key *from content*, its JSON hashed (SHA-256, hex), so a form's fields can
+    /// make a key without putting them in a header.
+    pub fn run_idempotency_key(&self, input: &Value) -> Result<String, MappingError> {
+        match self.run_one(input)? {
+            v @ (Value::Array(_) | Value::Object(_)) => Ok(crate::envelope::sha256_hex(v.to_string().as_bytes())),
+            Value::String(s) => Ok(s),
+            Value::Number(n) => Ok(n.to_string()),
+            other => Err(MappingError::NotAKey { name: self.compiled.name.clone(), found: json_type(&other) }),
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.compiled.name
     }

@@ -322,3 +322,17 @@ fn recursion_without_end_is_stopped_before_it_overflows_the_stack() {
     let code = "def count($n): if $n == 0 then 0 else 1 + count($n - 1) end; count(500)";
     assert_eq!(program(code).run_one(&json!(null)).unwrap(), json!(500));
 }
+
+#[test]
+fn an_idempotency_key_from_content_is_a_hash_of_it_and_a_plain_key_is_kept() {
+    let content = JqProgram::compile("k", "[.form, (.email | ascii_downcase)]").unwrap();
+    let a = content.run_idempotency_key(&serde_json::json!({"form": "demo", "email": "Ada@Example.com"})).unwrap();
+    let b =
+        content.run_idempotency_key(&serde_json::json!({"form": "demo", "email": "ada@example.com", "x": 1})).unwrap();
+    assert_eq!(a, b, "the same content gives the same key");
+    assert_eq!(a.len(), 64);
+    assert!(!a.contains("example"), "no field in the clear");
+    let plain = JqProgram::compile("k", ".id").unwrap();
+    assert_eq!(plain.run_idempotency_key(&serde_json::json!({"id": "ord_1"})).unwrap(), "ord_1");
+    assert!(plain.run_idempotency_key(&serde_json::json!({"id": null})).is_err());
+}

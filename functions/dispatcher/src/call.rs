@@ -42,13 +42,19 @@ fn token_key(destination: &Destination, token_url: &str) -> String {
 enum Credential {
     None,
     Static(AuthHeader),
-    Token { key: String, token: AccessToken, header: AuthHeader },
+    /// The secret path of an incoming-webhook URL.
+    Path(String),
+    Token {
+        key: String,
+        token: AccessToken,
+        header: AuthHeader,
+    },
 }
 
 impl Credential {
     fn header(&self) -> Option<&AuthHeader> {
         match self {
-            Credential::None => None,
+            Credential::None | Credential::Path(_) => None,
             Credential::Static(header) | Credential::Token { header, .. } => Some(header),
         }
     }
@@ -86,6 +92,12 @@ async fn credential(deps: &Deps, destination: &Destination) -> Result<Credential
         Auth::ApiKey { header, secret } => credentials::api_key_header(&secret_fields(deps, secret).await?, header),
         Auth::Bearer { secret } => credentials::bearer_header(&secret_fields(deps, secret).await?),
         Auth::Basic { secret } => credentials::basic_header(&secret_fields(deps, secret).await?),
+        Auth::WebhookUrl { secret } => {
+            let path = credentials::webhook_path(&secret_fields(deps, secret).await?, &destination.base_url);
+            let path = path.map_err(terminal)?;
+            redact::register_secret(&path);
+            return Ok(Credential::Path(path));
+        }
         Auth::OAuth2ClientCredentials { token_url, scope, audience, secret } => {
             let key = token_key(destination, token_url);
             let token = tokens(deps)
@@ -210,7 +222,11 @@ async fn call_once(
         .map_err(|_| (Failure::terminal(format!("invalid method {:?}", delivery.method)), None))?;
     let credential = credential(deps, destination).await.map_err(|f| (f, None))?;
     let signature = signature_headers(deps, destination, delivery, body).await.map_err(|f| (f, None))?;
-    let url = format!("{}{}", destination.base_url, delivery.path);
+    let path = match &credential {
+        Credential::Path(secret_path) => secret_path.as_str(),
+        _ => delivery.path.as_str(),
+    };
+    let url = format!("{}{path}", destination.base_url);
     // What cannot make a request never will: terminal, with the part that is wrong.
     let unbuildable = |what: &str| (Failure::terminal(format!("request cannot be built: {what}")), None);
     let url = reqwest::Url::parse(&url).map_err(|_| unbuildable("the destination URL and path are not a valid URL"))?;
@@ -247,11 +263,54 @@ async fn call_once(
     match classify_status(status) {
         None => Ok(Delivered { status }),
         Some(class) => {
-            let reason = format!("HTTP {status} from {}", destination.name);
             let after = retry_after(response.headers());
+            let said = read_at_most(response, ERROR_BODY_LIMIT).await.and_then(|b| destination_message(&b));
+            let reason = match said {
+                Some(message) => format!("HTTP {status} from {}: {message}", destination.name),
+                None => format!("HTTP {status} from {}", destination.name),
+            };
             Err((Failure { class, reason, retry_after: after }, Some(credential)))
         }
     }
+}
+
+/// How much of a refusal's body is read for the destination's own reason.
+const ERROR_BODY_LIMIT: usize = 4 * 1024;
+
+/// The longest destination message kept in a reason.
+const MESSAGE_LIMIT: usize = 200;
+
+/// Up to `limit` bytes of a response body; `None` if it cannot be read in time.
+async fn read_at_most(mut response: reqwest::Response, limit: usize) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]),
+            Ok(None) => break,
+            Err(_) => return None,
+        }
+    }
+    Some(body)
+}
+
+/// What a refusing destination said, from the usual JSON error fields (`error`,
+/// `message`, `detail`, `error_description`, `title`, or `error.message`) or a short
+/// plain-text body; redacted like a log line and cut to [`MESSAGE_LIMIT`] characters.
+/// It becomes part of the reason a parked delivery carries.
+fn destination_message(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?.trim();
+    let said = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) => ["error", "message", "detail", "error_description", "title"]
+            .iter()
+            .find_map(|k| v.get(k).and_then(|x| x.as_str().or_else(|| x.get("message")?.as_str())))?
+            .to_owned(),
+        Err(_) if !text.is_empty() && !text.starts_with('<') => text.to_owned(),
+        Err(_) => return None,
+    };
+    let one_line: String = said.split_whitespace().collect::<Vec<_>>().join(" ");
+    let redacted = redact::redact(&one_line).into_owned();
+    let cut: String = redacted.chars().take(MESSAGE_LIMIT).collect();
+    (!cut.is_empty()).then_some(cut)
 }
 
 /// Forgets what a refused attempt used: the cached secrets (credentials and signing
@@ -298,6 +357,21 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO), "a date in the past: retry now");
         h.insert(RETRY_AFTER, HeaderValue::from_static("later"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn a_destinations_own_reason_is_taken_from_its_error_fields_redacted_and_cut() {
+        assert_eq!(
+            destination_message(br#"{"error": "owner u_42 does not exist"}"#).unwrap(),
+            "owner u_42 does not exist"
+        );
+        assert_eq!(destination_message(br#"{"error": {"code": 7, "message": "bad\n  owner"}}"#).unwrap(), "bad owner");
+        assert_eq!(destination_message(br#"{"ok": true}"#), None, "nothing said");
+        assert_eq!(destination_message(b"<html>502 Bad Gateway</html>"), None, "no HTML pages");
+        assert_eq!(destination_message(b"quota exceeded").unwrap(), "quota exceeded");
+        let personal = destination_message(br#"{"message": "ada@example.com is already a contact"}"#).unwrap();
+        assert!(!personal.contains("ada@example.com"), "{personal}");
+        assert_eq!(destination_message("x".repeat(1000).as_bytes()).unwrap().len(), MESSAGE_LIMIT);
     }
 
     #[test]

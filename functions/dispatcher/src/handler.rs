@@ -81,11 +81,11 @@ async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadli
 
     let now = now_ms();
     // The gate first: a delivery held back is neither claimed nor charged an attempt.
-    let mut probe = false;
+    let (mut probe, mut slot) = (false, None);
     if destination.is_gated() && delivery.mode != Mode::Dark {
         let lease = budget::worst_case_record(destination).as_millis() as i64;
         match deps.gate.admit(destination, now, lease).await {
-            Ok(Admission::Go { probe: p }) => probe = p,
+            Ok(Admission::Go { probe: p, slot: s }) => (probe, slot) = (p, s),
             Ok(Admission::Hold { until_ms, why }) => {
                 return hold(deps, message, delivery, destination, until_ms - now, why).await
             }
@@ -100,6 +100,9 @@ async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadli
     let key = delivery.claim_key();
     let turn = Turn { now, deadline_ms, probe };
     let result = claim_and_deliver(deps, message, delivery, destination, &key, turn).await;
+    if let Some(slot) = &slot {
+        deps.gate.release(destination, slot).await;
+    }
     if key != event_key {
         if let Err(e) = deps.ledger.mirror(&key, &event_key).await {
             warn!(error = %e, "could not copy the outcome into the event's history");

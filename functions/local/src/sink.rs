@@ -40,6 +40,8 @@ impl Received {
 #[derive(Debug, Clone)]
 pub enum Reply {
     Status(u16),
+    /// A status with a JSON body (an API's error, e.g. `{"error": "owner not found"}`).
+    Json(u16, String),
     StatusWithRetryAfter(u16, u64),
     Delay(Duration, u16),
 }
@@ -91,6 +93,11 @@ impl Sink {
         self.inner.lock().expect("sink lock").by_path.push((path.to_owned(), reply));
     }
 
+    /// Drops the fixed answers for `path`: it answers from the script again.
+    pub fn clear_path(&self, path: &str) {
+        self.inner.lock().expect("sink lock").by_path.retain(|(p, _)| p != path);
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.inner.lock().expect("sink lock").received.clone()
     }
@@ -139,7 +146,7 @@ async fn record(State(sink): State<Sink>, req: Request) -> Response {
             inner.script.pop_front().unwrap_or(fallback)
         });
         received.answered = match &reply {
-            Reply::Status(s) | Reply::StatusWithRetryAfter(s, _) | Reply::Delay(_, s) => *s,
+            Reply::Status(s) | Reply::Json(s, _) | Reply::StatusWithRetryAfter(s, _) | Reply::Delay(_, s) => *s,
         };
         if let Some(file) = &inner.file {
             let line = serde_json::to_string(&received).unwrap_or_default();
@@ -150,8 +157,13 @@ async fn record(State(sink): State<Sink>, req: Request) -> Response {
         inner.received.push(received);
         reply
     };
+    let mut body = r#"{"ok":true}"#.to_owned();
     let (status, retry_after) = match reply {
         Reply::Status(s) => (s, None),
+        Reply::Json(s, json) => {
+            body = json;
+            (s, None)
+        }
         Reply::StatusWithRetryAfter(s, secs) => (s, Some(secs)),
         Reply::Delay(d, s) => {
             tokio::time::sleep(d).await;
@@ -162,5 +174,5 @@ async fn record(State(sink): State<Sink>, req: Request) -> Response {
     if let Some(secs) = retry_after {
         builder = builder.header("retry-after", secs.to_string());
     }
-    builder.body(Body::from(r#"{"ok":true}"#)).unwrap_or_default()
+    builder.body(Body::from(body)).unwrap_or_default()
 }

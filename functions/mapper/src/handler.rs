@@ -107,7 +107,7 @@ pub fn map_flow(config: &Config, flow: &Flow, envelope: &Envelope) -> Result<Opt
     }
     let source = envelope.source_name();
     let idempotency_key = match &flow.idempotency_key {
-        Some(expr) => expr.run_key(data).map_err(mapping_failure)?,
+        Some(expr) => expr.run_idempotency_key(data).map_err(mapping_failure)?,
         None => Delivery::default_key(source, &envelope.id, &flow.name, flow.version),
     };
     // It is sent as the `Idempotency-Key` header: one that cannot be never will be.

@@ -14,6 +14,7 @@ pub fn to_json(d: &Destination, state: &GateState, now_ms: i64) -> Value {
         "base_url": d.base_url,
         "auth": d.auth.kind(),
         "rate_limit": d.rate_limit.map(|r| json!({"per_second": r.per_second, "burst": r.burst()})),
+        "max_in_flight": d.max_in_flight,
         "breaker": d.breaker.map(|b| json!({
             "failures": b.failures,
             "cooldown_secs": b.cooldown_secs,

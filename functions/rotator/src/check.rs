@@ -59,6 +59,7 @@ fn auth_usable(auth: &Auth, name: &str, value: &str) -> Result<(), credentials::
         Auth::Bearer { .. } => credentials::bearer_header(&fields).map(drop),
         Auth::Basic { .. } => credentials::basic_header(&fields).map(drop),
         Auth::OAuth2ClientCredentials { .. } => ClientCredentials::from_secret(&fields).map(drop),
+        Auth::WebhookUrl { .. } => fields.get("url").map(drop),
     }
 }
 
