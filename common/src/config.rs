@@ -443,6 +443,15 @@ impl Config {
                 }
                 d.base_url = url.trim_end_matches('/').to_owned();
             }
+            if let Auth::OAuth2ClientCredentials { token_url, .. } = &mut d.auth {
+                let var = destination_token_url_var(&d.name);
+                if let Some(url) = crate::runtime::optional_env(&var).map_err(ConfigError::Invalid)? {
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
+                        return Err(invalid(format!("{var} must be an http(s) URL")));
+                    }
+                    *token_url = url;
+                }
+            }
         }
         Ok(())
     }
@@ -609,6 +618,11 @@ impl Config {
     pub fn destination(&self, name: &str) -> Option<&Destination> {
         self.destinations.get(name)
     }
+}
+
+/// The variable that overrides an OAuth2 destination's `token_url`.
+pub fn destination_token_url_var(destination: &str) -> String {
+    format!("SWITCHYARD_DESTINATION_{}_TOKEN_URL", destination.to_ascii_uppercase().replace('-', "_"))
 }
 
 /// The variable that overrides a destination's `base_url`: name upper-cased, `-` as `_`.

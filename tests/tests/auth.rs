@@ -379,3 +379,54 @@ async fn an_outbound_standard_webhooks_signature_verifies_with_the_new_and_durin
     assert_eq!(r.header("webhook-signature").unwrap().split(' ').count(), 2);
     assert_eq!(r.header("webhook-id"), r.header("idempotency-key"), "webhook-id is the delivery's idempotency key");
 }
+
+/// The example invoice flow's event, with its invoice id replaced.
+fn invoice_paid(invoice: &str) -> Vec<u8> {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&switchyard_e2e::fixture("standard/invoice.paid.json")).unwrap();
+    v["data"]["invoice_id"] = json!(invoice);
+    v.to_string().into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_accounting_flow_creates_invoices_with_one_token_and_fetches_one_more_after_a_401() {
+    let (api, addr) = Api::start().await;
+    api.require("authorization", &[]);
+    let w = World::start_with(|config| {
+        let accounting = config.destinations.get_mut("accounting").unwrap();
+        accounting.base_url = format!("http://{addr}");
+        let Auth::OAuth2ClientCredentials { token_url, .. } = &mut accounting.auth else { panic!("not OAuth2") };
+        *token_url = format!("http://{addr}{TOKEN_PATH}");
+    })
+    .await;
+
+    let n = 6;
+    for i in 1..=n {
+        let (status, answer) =
+            w.post_signed("standard", &invoice_paid(&format!("inv_{i}")), &format!("msg_inv_{i}"), vec![]).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    assert!(eventually(Duration::from_secs(60), async || api.delivered() == n).await, "delivered {}", api.delivered());
+    assert_eq!(api.token_requests().len(), 1, "{n} invoices, one token");
+    let fields = form(&api.token_requests()[0].body);
+    assert_eq!(fields["scope"], "accounting.transactions");
+    let first = api.requests().into_iter().find(|r| r.header("idempotency-key") == Some("inv_1")).unwrap();
+    assert_eq!(first.path, "/api/invoices");
+    let body: serde_json::Value = serde_json::from_slice(&first.body).unwrap();
+    let golden: serde_json::Value =
+        serde_json::from_str(&switchyard_e2e::fixture("golden/invoice-paid-to-accounting-invoice.json")).unwrap();
+    let mut expected = golden["body"].clone();
+    expected["reference"] = json!("inv_1");
+    assert_eq!(body, expected);
+
+    // The API revokes the token: one 401, one more token request, delivered.
+    api.revoke("Bearer tok-1");
+    let (status, _) = w.post_signed("standard", &invoice_paid("inv_after"), "msg_inv_after", vec![]).await;
+    assert_eq!(status, 202);
+    assert!(
+        eventually(Duration::from_secs(60), async || api.delivered() == n + 1).await,
+        "not delivered after the 401"
+    );
+    assert_eq!(api.token_requests().len(), 2, "a 401 costs exactly one more token");
+    assert_eq!(w.aws.depth(&w.aws.stack.dispatch_dlq_url).await, 0);
+}
