@@ -6,6 +6,20 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+/// Marks the reason of a failed call whose request may have reached the destination
+/// (it was sent, then no answer came: a timeout, a connection broken mid-call). Such an
+/// attempt's outcome is unknown: the destination may have acted on it.
+/// It leads the reason, so no truncation of a long reason can drop it.
+pub const MAYBE_ARRIVED: &str = "sent, no answer:";
+
+/// Whether a recorded reason is that of an attempt whose outcome is unknown.
+pub fn maybe_arrived(reason: &str) -> bool {
+    reason.starts_with(MAYBE_ARRIVED)
+}
+
+/// The first words of a park reason when some attempt's outcome was unknown.
+pub const OUTCOME_UNKNOWN: &str = "outcome unknown:";
+
 /// What to do with a message that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureClass {

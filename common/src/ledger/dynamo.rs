@@ -318,7 +318,9 @@ impl IdempotencyStore for DynamoLedger {
         match result {
             Ok(out) => {
                 let attempt = out.attributes().and_then(|a| get_n(a, "attempts")).unwrap_or(1);
-                Ok(ClaimOutcome::Claimed { attempt: attempt.try_into().unwrap_or(1) })
+                let log = out.attributes().and_then(|a| a.get("log")).and_then(|l| l.as_l().ok());
+                let unknown = log.map_or(0, |l| unknown_outcomes(l.iter().filter_map(|v| v.as_s().ok())));
+                Ok(ClaimOutcome::Claimed { attempt: attempt.try_into().unwrap_or(1), unknown_outcomes: unknown })
             }
             Err(SdkError::ServiceError(ctx))
                 if matches!(ctx.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>

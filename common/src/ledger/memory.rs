@@ -89,8 +89,9 @@ impl IdempotencyStore for MemoryLedger {
                 .expect("ledger lock")
                 .push((request.correlation_id.clone(), request.key.pk.clone()));
         }
+        let unknown = unknown_outcomes(&record.log);
         records.insert(k, record);
-        Ok(ClaimOutcome::Claimed { attempt })
+        Ok(ClaimOutcome::Claimed { attempt, unknown_outcomes: unknown })
     }
 
     async fn complete(&self, key: &RecordKey, summary: &str, now_ms: i64) -> Result<(), LedgerError> {

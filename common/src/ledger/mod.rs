@@ -59,6 +59,14 @@ pub fn log_entry(now_ms: i64, status: Status, class: Option<FailureClass>, text:
 }
 
 /// A log entry read back: (time, status, class, text).
+/// How many entries of a record's log are attempts whose outcome is unknown.
+pub fn unknown_outcomes<'a>(log: impl IntoIterator<Item = &'a String>) -> u32 {
+    log.into_iter()
+        .filter_map(|e| parse_log_entry(e))
+        .filter(|(_, status, _, text)| *status == Status::Failed.as_str() && crate::failure::maybe_arrived(text))
+        .count() as u32
+}
+
 pub fn parse_log_entry(entry: &str) -> Option<(i64, &str, &str, &str)> {
     let mut parts = entry.splitn(4, '|');
     let at = parts.next()?.parse().ok()?;
@@ -187,9 +195,12 @@ pub struct ClaimRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
-    /// Ours to process; `attempt` counts claims of this key, starting at 1.
+    /// Ours to process; `attempt` counts claims of this key, starting at 1;
+    /// `unknown_outcomes` counts the earlier attempts whose request may have arrived
+    /// (from the record's log, [`crate::failure::maybe_arrived`]).
     Claimed {
         attempt: u32,
+        unknown_outcomes: u32,
     },
     AlreadyCompleted {
         summary: Option<String>,

@@ -18,7 +18,7 @@ fn request(now_ms: i64) -> ClaimRequest {
 #[tokio::test]
 async fn a_new_key_is_claimed_and_a_second_claim_sees_it_in_progress() {
     let ledger = MemoryLedger::new();
-    assert_eq!(ledger.claim(&request(1_000)).await.unwrap(), ClaimOutcome::Claimed { attempt: 1 });
+    assert_eq!(ledger.claim(&request(1_000)).await.unwrap(), ClaimOutcome::Claimed { attempt: 1, unknown_outcomes: 0 });
     assert_eq!(ledger.claim(&request(2_000)).await.unwrap(), ClaimOutcome::InProgress);
 }
 
@@ -39,7 +39,10 @@ async fn an_in_progress_claim_past_its_expiry_is_taken_over_and_counted() {
     let ledger = MemoryLedger::new();
     ledger.claim(&request(1_000)).await.unwrap();
     // The first worker died: its in-progress expiry (11 000) has passed.
-    assert_eq!(ledger.claim(&request(12_000)).await.unwrap(), ClaimOutcome::Claimed { attempt: 2 });
+    assert_eq!(
+        ledger.claim(&request(12_000)).await.unwrap(),
+        ClaimOutcome::Claimed { attempt: 2, unknown_outcomes: 0 }
+    );
 }
 
 #[tokio::test]
@@ -48,7 +51,7 @@ async fn a_released_claim_can_be_claimed_again_and_keeps_its_history() {
     let r = request(1_000);
     ledger.claim(&r).await.unwrap();
     ledger.release(&r.key, FailureClass::Transient, "HTTP 503", 1_100).await.unwrap();
-    assert_eq!(ledger.claim(&request(1_200)).await.unwrap(), ClaimOutcome::Claimed { attempt: 2 });
+    assert_eq!(ledger.claim(&request(1_200)).await.unwrap(), ClaimOutcome::Claimed { attempt: 2, unknown_outcomes: 0 });
     let history = ledger.history(&r.key.pk).await.unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].created_at_ms, 1_000);
@@ -115,4 +118,16 @@ async fn mirroring_copies_an_outcome_into_the_events_partition() {
 fn keyed_delivery_keys_are_shared_by_equal_keys_and_differ_by_flow_version() {
     assert_eq!(RecordKey::keyed_delivery("crm", 1, "k"), RecordKey::keyed_delivery("crm", 1, "k"));
     assert_ne!(RecordKey::keyed_delivery("crm", 1, "k"), RecordKey::keyed_delivery("crm", 2, "k"));
+}
+
+#[test]
+fn only_failed_attempts_sent_without_an_answer_count_as_unknown_outcomes() {
+    let log = [
+        log_entry(1, Status::Failed, Some(FailureClass::Transient), "HTTP 503 from crm"),
+        log_entry(2, Status::Failed, Some(FailureClass::Transient), "sent, no answer: timeout calling crm"),
+        log_entry(3, Status::Failed, Some(FailureClass::Transient), "connection failed calling crm"),
+        log_entry(4, Status::Failed, Some(FailureClass::Transient), "sent, no answer: request failed calling crm"),
+        log_entry(5, Status::Completed, None, "sent, no answer: not a failure entry"),
+    ];
+    assert_eq!(unknown_outcomes(&log), 2);
 }

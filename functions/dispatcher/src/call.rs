@@ -117,13 +117,15 @@ async fn credential(deps: &Deps, destination: &Destination) -> Result<Credential
     Ok(Credential::Static(header))
 }
 
-fn transport_failure(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connection failed"
+/// A transport error in words, and whether the request may have been sent: a refused
+/// or timed-out connection never carried it; a timeout or a break after connecting may.
+fn transport_failure(e: &reqwest::Error) -> (&'static str, bool) {
+    if e.is_connect() {
+        ("connection failed", false)
+    } else if e.is_timeout() {
+        ("timeout", true)
     } else {
-        "request failed"
+        ("request failed", true)
     }
 }
 
@@ -151,7 +153,11 @@ async fn fetch_token(
         .send()
         .await
         .map_err(|e| {
-            Failure::transient(format!("{} calling the token endpoint of {}", transport_failure(&e), destination.name))
+            Failure::transient(format!(
+                "{} calling the token endpoint of {}",
+                transport_failure(&e).0,
+                destination.name
+            ))
         })?;
     let status = response.status().as_u16();
     let after = retry_after(response.headers());
@@ -255,7 +261,10 @@ async fn call_once(
     let response = match deps.http.execute(request).await {
         Ok(r) => r,
         Err(e) => {
-            let reason = format!("{} calling {}", transport_failure(&e), destination.name);
+            let reason = match transport_failure(&e) {
+                (what, true) => format!("{} {what} calling {}", failure::MAYBE_ARRIVED, destination.name),
+                (what, false) => format!("{what} calling {}", destination.name),
+            };
             return Err((Failure::transient(reason), None));
         }
     };

@@ -3,7 +3,7 @@ use switchyard_common::backoff;
 use switchyard_common::batch::{self, parked_message, process_batch_while, RecordResult};
 use switchyard_common::budget;
 use switchyard_common::envelope::{Delivery, Mode};
-use switchyard_common::failure::{Failure, FailureClass};
+use switchyard_common::failure::{self, Failure, FailureClass};
 use switchyard_common::gate::{hold_secs, Admission, BreakerState, HoldReason};
 use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey, RECORD_TTL};
 use switchyard_common::metrics::{self, Metric};
@@ -85,7 +85,17 @@ async fn dispatch(deps: &Deps, message: &SqsMessage, delivery: &Delivery, deadli
     if destination.is_gated() && delivery.mode != Mode::Dark {
         let lease = budget::worst_case_record(destination).as_millis() as i64;
         match deps.gate.admit(destination, now, lease).await {
-            Ok(Admission::Go { probe: p, slot: s }) => (probe, slot) = (p, s),
+            Ok(Admission::Go { probe: p, slot: s }) => {
+                if p {
+                    warn!(breaker = "half_open", "circuit breaker half-open: this call is the probe");
+                    metrics::count_with_total(
+                        breaker_metric(BreakerState::HalfOpen),
+                        1,
+                        &[("Destination", &destination.name)],
+                    );
+                }
+                (probe, slot) = (p, s);
+            }
             Ok(Admission::Hold { until_ms, why }) => {
                 return hold(deps, message, delivery, destination, until_ms - now, why).await
             }
@@ -143,8 +153,8 @@ async fn claim_and_deliver(
         entity: delivery.entity.clone(),
         index_correlation: false,
     };
-    let attempt = match deps.ledger.claim(&claim).await {
-        Ok(ClaimOutcome::Claimed { attempt }) => attempt,
+    let (attempt, unknown_before) = match deps.ledger.claim(&claim).await {
+        Ok(ClaimOutcome::Claimed { attempt, unknown_outcomes }) => (attempt, unknown_outcomes),
         Ok(ClaimOutcome::AlreadyCompleted { summary }) => {
             info!(summary = summary.as_deref().unwrap_or_default(), "already delivered; acknowledged");
             return RecordResult::Done;
@@ -237,11 +247,23 @@ async fn claim_and_deliver(
             }
             let too_old = age_ms(message, now_ms()) > (destination.retry.max_age_secs as i64).saturating_mul(1000);
             if attempt >= destination.retry.max_attempts || too_old {
-                let spent = Failure::terminal(format!(
+                let spent = format!(
                     "retry budget exhausted after {attempt} attempts{}; last error: {}",
                     if too_old { " (max age)" } else { "" },
                     failure.reason
-                ));
+                );
+                // Some attempt was sent and never answered: say so, the destination
+                // may have it (a replay sends the same Idempotency-Key).
+                let unknown = unknown_before + u32::from(failure::maybe_arrived(&failure.reason));
+                let spent = Failure::terminal(if unknown > 0 {
+                    format!(
+                        "{} {unknown} of {attempt} attempts got no answer after sending, so {} may have it; {spent}",
+                        failure::OUTCOME_UNKNOWN,
+                        destination.name
+                    )
+                } else {
+                    spent
+                });
                 return park_recorded(deps, message, delivery, key, &spent, attempt).await;
             }
             release(deps, key, &failure).await;

@@ -36,6 +36,10 @@ pub struct Tally {
     pub duplicated: usize,
     pub lost: usize,
     pub delivered_and_parked: usize,
+    /// Delivered once and parked saying so: some attempt was sent and never answered,
+    /// so the park reason starts `outcome unknown:` (the operator is told the
+    /// destination may have it, and a replay sends the same Idempotency-Key).
+    pub delivered_parked_as_unknown: usize,
     pub parked_without_reason: usize,
     pub wrong_answers: usize,
     pub unanswered: usize,
@@ -296,6 +300,14 @@ pub async fn account(
                 t.lost += 1;
                 Some("lost: neither delivered nor parked".to_owned())
             }
+            (_, 1, Some(c))
+                if c.iter().all(|p| {
+                    p.reason.as_deref().is_some_and(|r| r.starts_with(switchyard_common::failure::OUTCOME_UNKNOWN))
+                }) =>
+            {
+                t.delivered_parked_as_unknown += 1;
+                None
+            }
             (_, n, Some(c)) => {
                 t.delivered_and_parked += 1;
                 if n > 1 {
@@ -373,6 +385,7 @@ pub async fn account(
     let _ = writeln!(out, "  duplicates delivered    {}", t.duplicated);
     let _ = writeln!(out, "  lost                    {}", t.lost);
     let _ = writeln!(out, "  delivered and parked    {}", t.delivered_and_parked);
+    let _ = writeln!(out, "  delivered, parked as outcome unknown (not a defect) {}", t.delivered_parked_as_unknown);
     let _ = writeln!(out, "  parked without reason   {}", t.parked_without_reason);
     let _ = writeln!(out, "  wrong answers           {}", t.wrong_answers);
     let _ = writeln!(out, "  unanswered posts        {}", t.unanswered);
