@@ -249,3 +249,29 @@ async fn an_expired_crm_key_is_read_again_once_per_attempt_then_counted_as_a_per
     wait_for(&w, &[CONTACTS]).await;
     assert_eq!(w.aws.depth(&w.aws.stack.dispatch_dlq_url).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_runner_delivers_an_invoice_through_its_sinks_own_token_endpoint() {
+    let aws = LocalAws::start().await;
+    let dir = work_dir("invoice-local");
+    let (_runner, banner) = serve(&aws, &dir, &[], false).await;
+    let config = switchyard_common::config::Config::load(&switchyard_e2e::repo().join("config/flows.toml")).unwrap();
+    let standard = &config.sources["standard"];
+    let secret = switchyard_common::signature::SigningSecret::new(local_secret(&standard.secret));
+    let body = fixture("standard/invoice.paid.json").into_bytes();
+    let now = switchyard_common::runtime::now_ms() / 1000;
+    let headers = switchyard_common::signature::sign(&standard.scheme, &secret, &body, now, "msg_local_1").unwrap();
+    let mut req = reqwest::Client::new().post(format!("{}/hooks/standard", banner.intake)).body(body);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    assert_eq!(req.send().await.unwrap().status().as_u16(), 202);
+
+    let arrived =
+        eventually(Duration::from_secs(60), async || sink_lines(&dir).iter().any(|r| r["path"] == "/api/invoices"));
+    assert!(arrived.await, "no invoice reached the sink");
+    let lines = sink_lines(&dir);
+    let invoice = lines.iter().find(|r| r["path"] == "/api/invoices").unwrap();
+    assert_eq!(invoice["headers"]["authorization"], "Bearer local-access-token");
+    assert_eq!(lines.iter().filter(|r| r["path"] == "/oauth/token").count(), 1);
+}

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use switchyard_common::config::{destination_url_var, Config, ConfigError};
+use switchyard_common::config::{destination_url_var, Auth, Config, ConfigError};
 
 /// The sink address the flow file's example destinations name.
 pub const DEFAULT_SINK: &str = "127.0.0.1:3001";
@@ -54,6 +54,12 @@ pub fn resolve(config: &mut Config, sink: SocketAddr) -> Result<Vec<Route>, Conf
         if d.base_url == default_sink {
             d.base_url = format!("http://{sink}");
             follows_sink.push(d.name.clone());
+        }
+        // An OAuth2 token endpoint on the default sink (the sink answers as one) moves too.
+        if let Auth::OAuth2ClientCredentials { token_url, .. } = &mut d.auth {
+            if let Some(path) = token_url.strip_prefix(&default_sink) {
+                *token_url = format!("http://{sink}{path}");
+            }
         }
     }
     config.apply_destination_env()?;

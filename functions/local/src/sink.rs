@@ -59,6 +59,10 @@ struct Inner {
     file: Option<PathBuf>,
 }
 
+/// Where the sink answers as an OAuth2 token endpoint (client credentials).
+pub const TOKEN_PATH: &str = "/oauth/token";
+const LOCAL_TOKEN: &str = r#"{"access_token":"local-access-token","token_type":"Bearer","expires_in":3600}"#;
+
 #[derive(Clone, Default)]
 pub struct Sink {
     inner: Arc<Mutex<Inner>>,
@@ -132,11 +136,14 @@ async fn record(State(sink): State<Sink>, req: Request) -> Response {
         received_at_ms: switchyard_common::runtime::now_ms(),
         answered: 0,
     };
+    let token_request = received.method == "POST" && received.path == TOKEN_PATH;
     let reply = {
         let mut inner = sink.inner.lock().expect("sink lock");
         let refused =
             inner.required.as_ref().is_some_and(|(name, value)| received.header(name) != Some(value.as_str()));
-        let fixed = if refused {
+        let fixed = if token_request {
+            Some(Reply::Status(200))
+        } else if refused {
             Some(Reply::Status(401))
         } else {
             inner.by_path.iter().find(|(p, _)| *p == received.path).map(|(_, r)| r.clone())
@@ -158,6 +165,11 @@ async fn record(State(sink): State<Sink>, req: Request) -> Response {
         reply
     };
     let mut body = r#"{"ok":true}"#.to_owned();
+    // The example OAuth2 destination's token endpoint (flow file: accounting), so the
+    // invoice flow works against the local sink too.
+    if token_request {
+        body = LOCAL_TOKEN.to_owned();
+    }
     let (status, retry_after) = match reply {
         Reply::Status(s) => (s, None),
         Reply::Json(s, json) => {
