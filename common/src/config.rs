@@ -255,20 +255,29 @@ impl RateLimit {
 }
 
 /// The circuit breaker of a destination, shared by every dispatcher:
-/// `breaker = { failures = 5, cooldown_secs = 30 }`. How long it may stay open before
-/// it pages someone is the template's `BreakerAlarmMinutes` (one place, the alarm's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// `breaker = { failures = 5, cooldown_secs = 30 }` opens it after 5 consecutive
+/// transient failures; `breaker = { failure_rate = 0.5, window_secs = 60, min_calls = 20 }`
+/// instead opens it when at least half of the calls of the last minute failed (once
+/// there were 20). How long it may stay open before it pages someone is the template's
+/// `BreakerAlarmMinutes` (one place, the alarm's).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerPolicy {
     /// Consecutive transient failures (timeouts, refused connections, 5xx, 429) that open it.
     pub failures: u32,
+    /// When set, the share of failed calls in a window that opens it, instead of `failures`.
+    pub failure_rate: Option<f64>,
+    /// The failure rate's window (a fixed window, restarted when it has passed).
+    pub window_secs: u64,
+    /// Calls the window must hold before its rate counts.
+    pub min_calls: u32,
     /// How long it stays open before one probe (half-open) may call the destination.
     pub cooldown_secs: u64,
 }
 
 impl Default for BreakerPolicy {
     fn default() -> Self {
-        Self { failures: 5, cooldown_secs: 30 }
+        Self { failures: 5, failure_rate: None, window_secs: 60, min_calls: 20, cooldown_secs: 30 }
     }
 }
 
@@ -519,6 +528,11 @@ impl Config {
             if let Some(b) = &d.breaker {
                 in_range(&at, "breaker.failures", b.failures, ranges::BREAKER_FAILURES)?;
                 in_range(&at, "breaker.cooldown_secs", b.cooldown_secs, ranges::COOLDOWN_SECS)?;
+                in_range(&at, "breaker.window_secs", b.window_secs, ranges::WINDOW_SECS)?;
+                in_range(&at, "breaker.min_calls", b.min_calls, ranges::MIN_CALLS)?;
+                if b.failure_rate.is_some_and(|r| !(r > 0.0 && r <= 1.0)) {
+                    return Err(invalid(format!("{at}: breaker.failure_rate must be a share above 0 and at most 1")));
+                }
             }
             let signing = d.signing.map(|s| Signing {
                 scheme: s.scheme,
@@ -652,6 +666,8 @@ pub mod ranges {
     pub const BREAKER_FAILURES: RangeInclusive<u32> = 1..=1_000;
     /// Up to 15 minutes: the longest SQS can delay a sent message.
     pub const COOLDOWN_SECS: RangeInclusive<u64> = 1..=900;
+    pub const WINDOW_SECS: RangeInclusive<u64> = 1..=3_600;
+    pub const MIN_CALLS: RangeInclusive<u32> = 1..=100_000;
 }
 
 fn in_range<T>(at: &str, field: &str, value: T, range: std::ops::RangeInclusive<T>) -> Result<(), ConfigError>

@@ -19,13 +19,24 @@ pub struct Banner {
 /// Starts `switchyard-local serve` as a process and reads its banner from stderr;
 /// with `stdout`, its stdout (the log and metric lines) is left piped for the caller.
 pub async fn serve(aws: &LocalAws, dir: &Path, env: &[(&str, String)], stdout: bool) -> (Child, Banner) {
+    serve_with(aws, dir, &repo().join("config/flows.toml"), env, stdout).await
+}
+
+/// [`serve`] with the flow file at `config` (its mappings and contracts next to it).
+pub async fn serve_with(
+    aws: &LocalAws,
+    dir: &Path,
+    config: &Path,
+    env: &[(&str, String)],
+    stdout: bool,
+) -> (Child, Banner) {
     let stack = dir.join("stack.json");
     std::fs::write(&stack, serde_json::to_vec(&aws.stack).unwrap()).unwrap();
     let mut cmd = Command::new(runner_binary());
     cmd.args(["serve", "--stack"])
         .arg(&stack)
         .arg("--config")
-        .arg(repo().join("config/flows.toml"))
+        .arg(config)
         .args(["--intake", "127.0.0.1:0", "--sink", "127.0.0.1:0", "--sink-file"])
         .arg(dir.join("sink.jsonl"))
         .env("AWS_ENDPOINT_URL", &aws.endpoint)
@@ -78,4 +89,28 @@ fn runner_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     dir.join("local-runner")
+}
+
+/// A copy of the checked-in `config/` directory in `dir`, its flow file passed through
+/// `edit`: a test's own variant of the example flows. Returns the flow file's path.
+pub fn config_copy(dir: &Path, edit: impl FnOnce(String) -> String) -> PathBuf {
+    let to = dir.join("config");
+    copy_dir(&repo().join("config"), &to);
+    let flows = to.join("flows.toml");
+    let text = std::fs::read_to_string(&flows).unwrap();
+    std::fs::write(&flows, edit(text)).unwrap();
+    flows
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }

@@ -301,6 +301,10 @@ fn a_rate_limit_or_breaker_out_of_range_or_misspelt_is_refused() {
         "rate_limit = { per_second = 10, brust = 5 }",
         "breaker = { failures = 0 }",
         "breaker = { cooldown_secs = 901 }",
+        "breaker = { failure_rate = 0.0 }",
+        "breaker = { failure_rate = 1.5 }",
+        "breaker = { failure_rate = 0.5, window_secs = 0 }",
+        "breaker = { failure_rate = 0.5, min_calls = 0 }",
     ] {
         assert!(with_destination(bad).is_err(), "{bad} was accepted");
     }

@@ -38,12 +38,15 @@ fn num(item: &Item, name: &str) -> i64 {
 fn state_from(item: Option<&Item>) -> GateState {
     let Some(item) = item else { return GateState::default() };
     GateState {
-        tat_ms: num(item, "tat"),
+        tat_us: num(item, "tat_us"),
         fails: u32::try_from(num(item, "fails")).unwrap_or(u32::MAX),
         open_until_ms: num(item, "open_until"),
         opened_at_ms: num(item, "opened_at"),
         probe_until_ms: num(item, "probe_until"),
         paused_until_ms: num(item, "paused_until"),
+        window_start_ms: num(item, "w_start"),
+        window_calls: u32::try_from(num(item, "w_calls")).unwrap_or(u32::MAX),
+        window_failed: u32::try_from(num(item, "w_bad")).unwrap_or(u32::MAX),
         transitions: item
             .get("transitions")
             .and_then(|v| v.as_l().ok())
@@ -133,34 +136,35 @@ impl GateStore for DynamoGate {
         limit: &RateLimit,
     ) -> Result<(Result<(), i64>, GateState), GateError> {
         let (interval, tolerance) = gcra(limit);
+        let now_us = now_ms.saturating_mul(1_000);
         // Busy bucket first (relative, so concurrent dispatchers do not conflict);
         // a drained one restarts from now. Each refusal says which case holds.
         let mut busy = true;
         for _ in 0..4 {
             let req = if busy {
                 self.update(destination)
-                    .update_expression("SET tat = tat + :t")
-                    .condition_expression("tat >= :now AND tat <= :limit")
+                    .update_expression("SET tat_us = tat_us + :t")
+                    .condition_expression("tat_us >= :now AND tat_us <= :limit")
                     .expression_attribute_values(":t", n(interval))
-                    .expression_attribute_values(":now", n(now_ms))
-                    .expression_attribute_values(":limit", n(now_ms + tolerance))
+                    .expression_attribute_values(":now", n(now_us))
+                    .expression_attribute_values(":limit", n(now_us + tolerance))
             } else {
                 self.update(destination)
-                    .update_expression("SET tat = :next")
-                    .condition_expression("attribute_not_exists(tat) OR tat < :now")
-                    .expression_attribute_values(":next", n(now_ms + interval))
-                    .expression_attribute_values(":now", n(now_ms))
+                    .update_expression("SET tat_us = :next")
+                    .condition_expression("attribute_not_exists(tat_us) OR tat_us < :now")
+                    .expression_attribute_values(":next", n(now_us + interval))
+                    .expression_attribute_values(":now", n(now_us))
             };
             match self.write(req).await? {
                 Written::Done(state) => return Ok((Ok(()), state)),
-                Written::Refused(seen) => match gcra_step(seen.tat_ms, now_ms, interval, tolerance) {
-                    Err(free_at) => return Ok((Err(free_at), seen)),
-                    Ok(_) => busy = seen.tat_ms >= now_ms,
+                Written::Refused(seen) => match gcra_step(seen.tat_us, now_us, interval, tolerance) {
+                    Err(free_at) => return Ok((Err(ms_at_or_after(free_at)), seen)),
+                    Ok(_) => busy = seen.tat_us >= now_us,
                 },
             }
         }
         // Lost four races in a row: the bucket is contended, come back shortly.
-        Ok((Err(now_ms + interval), self.read(destination).await?))
+        Ok((Err(ms_at_or_after(now_us + interval)), self.read(destination).await?))
     }
 
     async fn claim_probe(&self, destination: &str, now_ms: i64, lease_until_ms: i64) -> Result<bool, GateError> {
@@ -176,38 +180,65 @@ impl GateStore for DynamoGate {
         Ok(matches!(self.write(req).await?, Written::Done(_)))
     }
 
-    async fn failed(
+    async fn count_failure(&self, destination: &str) -> Result<GateState, GateError> {
+        let req =
+            self.update(destination).update_expression("ADD fails :one").expression_attribute_values(":one", n(1));
+        match self.write(req).await? {
+            Written::Done(s) | Written::Refused(s) => Ok(s),
+        }
+    }
+
+    async fn count_in_window(
         &self,
         destination: &str,
         now_ms: i64,
-        policy: &BreakerPolicy,
-        probe: bool,
-    ) -> Result<(Option<Transition>, GateState), GateError> {
-        let counted = match self
-            .write(
-                self.update(destination).update_expression("ADD fails :one").expression_attribute_values(":one", n(1)),
-            )
-            .await?
-        {
-            Written::Done(s) | Written::Refused(s) => s,
-        };
-        let reopen = probe && counted.open_until_ms > 0;
-        if !reopen && (counted.open_until_ms > 0 || counted.fails < policy.failures) {
-            return Ok((None, counted));
+        window_ms: i64,
+        failed: bool,
+    ) -> Result<GateState, GateError> {
+        // The window in course first (relative, so dispatchers do not conflict); a
+        // passed one is restarted by whichever call sees it first.
+        let stale = now_ms - window_ms;
+        for _ in 0..3 {
+            let add = self
+                .update(destination)
+                .update_expression("ADD w_calls :one, w_bad :bad")
+                .condition_expression("w_start > :stale")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":bad", n(i64::from(failed)))
+                .expression_attribute_values(":stale", n(stale));
+            if let Written::Done(s) = self.write(add).await? {
+                return Ok(s);
+            }
+            let restart = self
+                .update(destination)
+                .update_expression("SET w_start = :now, w_calls = :one, w_bad = :bad")
+                .condition_expression("attribute_not_exists(w_start) OR w_start <= :stale")
+                .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":bad", n(i64::from(failed)))
+                .expression_attribute_values(":stale", n(stale));
+            if let Written::Done(s) = self.write(restart).await? {
+                return Ok(s);
+            }
         }
-        let t = Transition {
-            to: BreakerState::Open,
-            why: if reopen {
-                "the half-open probe failed".to_owned()
-            } else {
-                format!("{} consecutive transient failures", counted.fails)
-            },
-        };
-        let until = now_ms + (policy.cooldown_secs as i64) * 1_000;
+        self.read(destination).await
+    }
+
+    async fn open(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        until_ms: i64,
+        t: &Transition,
+        reopen: bool,
+        seen: &GateState,
+    ) -> Result<bool, GateError> {
         let req = self
             .update(destination)
-            .update_expression("SET open_until = :until, opened_at = if_not_exists(opened_at, :now), probe_until = :zero, transitions = :log")
-            .expression_attribute_values(":until", n(until))
+            .update_expression(
+                "SET open_until = :until, opened_at = if_not_exists(opened_at, :now), probe_until = :zero, transitions = :log",
+            )
+            .expression_attribute_values(":until", n(until_ms))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":zero", n(0));
         // Exactly one dispatcher opens a closed breaker; a probe re-opens only its own half-open one.
@@ -216,11 +247,8 @@ impl GateStore for DynamoGate {
         } else {
             req.condition_expression("attribute_not_exists(open_until) OR open_until = :zero")
         };
-        let req = Self::with_transition(req, now_ms, &t, &counted);
-        Ok(match self.write(req).await? {
-            Written::Done(s) => (Some(t), s),
-            Written::Refused(s) => (None, s),
-        })
+        let req = Self::with_transition(req, now_ms, t, seen);
+        Ok(matches!(self.write(req).await?, Written::Done(_)))
     }
 
     async fn succeeded(&self, destination: &str, now_ms: i64) -> Result<Option<Transition>, GateError> {

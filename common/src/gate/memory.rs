@@ -40,12 +40,12 @@ impl GateStore for MemoryGate {
         limit: &RateLimit,
     ) -> Result<(Result<(), i64>, GateState), GateError> {
         let (interval, tolerance) = gcra(limit);
-        Ok(self.with(destination, |s| match gcra_step(s.tat_ms, now_ms, interval, tolerance) {
+        Ok(self.with(destination, |s| match gcra_step(s.tat_us, now_ms * 1_000, interval, tolerance) {
             Ok(tat) => {
-                s.tat_ms = tat;
+                s.tat_us = tat;
                 (Ok(()), s.clone())
             }
-            Err(at) => (Err(at), s.clone()),
+            Err(at) => (Err(ms_at_or_after(at)), s.clone()),
         }))
     }
 
@@ -59,33 +59,50 @@ impl GateStore for MemoryGate {
         }))
     }
 
-    async fn failed(
+    async fn count_failure(&self, destination: &str) -> Result<GateState, GateError> {
+        Ok(self.with(destination, |s| {
+            s.fails += 1;
+            s.clone()
+        }))
+    }
+
+    async fn count_in_window(
         &self,
         destination: &str,
         now_ms: i64,
-        policy: &BreakerPolicy,
-        probe: bool,
-    ) -> Result<(Option<Transition>, GateState), GateError> {
+        window_ms: i64,
+        failed: bool,
+    ) -> Result<GateState, GateError> {
         Ok(self.with(destination, |s| {
-            s.fails += 1;
-            let reopen = probe && s.breaker(now_ms) == BreakerState::HalfOpen;
-            let open = s.open_until_ms == 0 && s.fails >= policy.failures;
-            if !(reopen || open) {
-                return (None, s.clone());
+            if s.window_start_ms <= now_ms - window_ms {
+                (s.window_start_ms, s.window_calls, s.window_failed) = (now_ms, 0, 0);
             }
-            let why = if reopen {
-                "the half-open probe failed".to_owned()
-            } else {
-                format!("{} consecutive transient failures", s.fails)
-            };
-            let t = Transition { to: BreakerState::Open, why };
-            s.open_until_ms = now_ms + (policy.cooldown_secs as i64) * 1_000;
-            if s.opened_at_ms == 0 {
-                s.opened_at_ms = now_ms;
+            s.window_calls += 1;
+            s.window_failed += u32::from(failed);
+            s.clone()
+        }))
+    }
+
+    async fn open(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        until_ms: i64,
+        t: &Transition,
+        reopen: bool,
+        _seen: &GateState,
+    ) -> Result<bool, GateError> {
+        Ok(self.with(destination, |s| {
+            let may = if reopen { s.breaker(now_ms) == BreakerState::HalfOpen } else { s.open_until_ms == 0 };
+            if may {
+                s.open_until_ms = until_ms;
+                if s.opened_at_ms == 0 {
+                    s.opened_at_ms = now_ms;
+                }
+                s.probe_until_ms = 0;
+                log(s, now_ms, t);
             }
-            s.probe_until_ms = 0;
-            log(s, now_ms, &t);
-            (Some(t), s.clone())
+            may
         }))
     }
 

@@ -7,15 +7,18 @@
 //! sleeping out the Lambda's time.
 //!
 //! - **Rate limit**: a token bucket as GCRA, whose whole state is one number, the
-//!   theoretical arrival time `tat`. A call at `now` is allowed while
-//!   `tat − now ≤ (burst − 1) · T` (with `T = 1 s / per_second`), and moves `tat` to
-//!   `max(tat, now) + T`. On DynamoDB that is one conditional `UpdateItem` per
+//!   theoretical arrival time `tat` (microseconds). A call at `now` is allowed while
+//!   `tat − now ≤ (burst − 1) · T`, and moves `tat` to `max(tat, now) + T`, with
+//!   `T = 1.01 s / per_second` (calls spaced 1 % wider than the limit) and the burst's
+//!   tolerance less [`TRANSIT_ALLOWANCE`], so calls that take up to that long to
+//!   arrive never put more than `per_second + burst` into a second at the destination. On DynamoDB that is one conditional `UpdateItem` per
 //!   delivery: `SET tat = tat + T` while the bucket is busy (no conflicts between
 //!   dispatchers, the update is relative), `SET tat = now + T` once it has drained.
-//! - **Breaker**: consecutive transient failures (`ADD fails 1`) open it for a
-//!   cool-down; then one probe at a time (a lease on `probe_until`) decides: a
-//!   success closes it, a failure opens it again. Each transition is made by exactly
-//!   one conditional write, so exactly one dispatcher logs it.
+//! - **Breaker**: consecutive transient failures (`ADD fails 1`), or a failure rate
+//!   over a fixed window (`ADD w_calls 1, w_bad 0|1`, restarted once it has passed),
+//!   open it for a cool-down; then one probe at a time (a lease on `probe_until`)
+//!   decides: a success closes it, a failure opens it again. Each transition is made by
+//!   exactly one conditional write, so exactly one dispatcher logs it.
 //! - **Pause**: `paused_until` only ever moves forward.
 //! - **In flight**: `max_in_flight = K` is K slot items (`DEST#{name}` / `SLOT#{i}`),
 //!   each a lease until the call's worst case; a delivery takes a free one (trying a
@@ -23,9 +26,12 @@
 //!   holding one loses it only until the lease ends. Never more than K calls at once;
 //!   under contention a free slot can be missed and the delivery waits a second.
 //!
-//! Without a rate limit the dispatcher reads the state at most once a second
-//! ([`FRESH_FOR`]): a breaker opened elsewhere is seen within a second. With one, the
-//! token's write returns the whole item, so every admission sees the current state.
+//! The dispatcher asks the gate twice: [`Gate::admit`] before it claims a delivery
+//! (pause, breaker, in-flight slot, probe; from a state at most a second old,
+//! [`FRESH_FOR`]), and [`Gate::take_token`] after the claim, immediately before the
+//! call, so that tokens are spaced as the calls are. A token refused after the claim
+//! gives the claim back uncounted (`IdempotencyStore::unclaim`). The token's write
+//! returns the whole item, so a rate-limited destination's calls see the current state.
 
 mod dynamo;
 mod memory;
@@ -74,8 +80,8 @@ pub struct Slot {
 /// The shared state of one destination. Times are epoch milliseconds; 0 means unset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GateState {
-    /// GCRA's theoretical arrival time.
-    pub tat_ms: i64,
+    /// GCRA's theoretical arrival time, in epoch microseconds.
+    pub tat_us: i64,
     /// Consecutive transient failures.
     pub fails: u32,
     /// Non-zero while the breaker is open or half-open: open until then, half-open after.
@@ -85,6 +91,10 @@ pub struct GateState {
     pub probe_until_ms: i64,
     /// No call before this (a 429's Retry-After).
     pub paused_until_ms: i64,
+    /// The failure-rate window: when it began, its calls, its failed calls.
+    pub window_start_ms: i64,
+    pub window_calls: u32,
+    pub window_failed: u32,
     /// Latest last: `{ms}|{state}|{why}`.
     pub transitions: Vec<String>,
 }
@@ -162,19 +172,38 @@ pub enum Admission {
     },
 }
 
-/// GCRA's parameters: the emission interval and the tolerance, in milliseconds.
+/// The spacing of calls under a rate limit, relative to `1 s / per_second`
+/// (per mille): 1 % wider.
+pub const SPACING_PER_MILLE: i64 = 1_010;
+
+/// The time allowed between a token and its call's arrival at the destination (the
+/// claim is already made, but the call still has to leave the dispatcher and cross
+/// the network): a burst is honoured less the calls of this much time at the rate, so
+/// that calls delayed by up to this much never add up to more than `per_second +
+/// burst` in a second at the destination.
+pub const TRANSIT_ALLOWANCE: Duration = Duration::from_millis(250);
+
+/// GCRA's parameters: the emission interval and the tolerance, in microseconds.
 pub fn gcra(limit: &RateLimit) -> (i64, i64) {
-    let interval = (1_000 / i64::from(limit.per_second.max(1))).max(1);
-    (interval, interval * i64::from(limit.burst().max(1) - 1))
+    let per_second = i64::from(limit.per_second.max(1));
+    let interval = (1_000 * SPACING_PER_MILLE + per_second - 1) / per_second;
+    let burst = interval * i64::from(limit.burst().max(1) - 1);
+    (interval, (burst - TRANSIT_ALLOWANCE.as_micros() as i64).max(0))
 }
 
-/// The pure GCRA step: the new `tat` if a call at `now` is allowed, else when it would be.
-pub fn gcra_step(tat_ms: i64, now_ms: i64, interval: i64, tolerance: i64) -> Result<i64, i64> {
-    if tat_ms - now_ms <= tolerance {
-        Ok(tat_ms.max(now_ms) + interval)
+/// The pure GCRA step (microseconds): the new `tat` if a call at `now` is allowed,
+/// else when it would be.
+pub fn gcra_step(tat_us: i64, now_us: i64, interval: i64, tolerance: i64) -> Result<i64, i64> {
+    if tat_us - now_us <= tolerance {
+        Ok(tat_us.max(now_us) + interval)
     } else {
-        Err(tat_ms - tolerance)
+        Err(tat_us - tolerance)
     }
+}
+
+/// Microseconds to the millisecond at or after them.
+pub fn ms_at_or_after(us: i64) -> i64 {
+    us.div_euclid(1_000) + i64::from(us.rem_euclid(1_000) != 0)
 }
 
 /// What stops a call before the rate limit is consulted: a pause, an open breaker.
@@ -198,6 +227,26 @@ pub fn hold_secs(wait_ms: i64, receive_count: u32, rng: &mut impl Rng) -> i32 {
     let wait = (wait_ms.max(0) + 999) / 1_000;
     let spread = (1i64 << receive_count.clamp(1, 7).saturating_sub(1)).min(MAX_JITTER.as_secs() as i64);
     (wait.max(1) + rng.random_range(0..=spread)) as i32
+}
+
+/// Why `policy` opens a closed breaker in `state` (after counting a failure), if it does.
+pub fn trips(policy: &BreakerPolicy, state: &GateState) -> Option<String> {
+    match policy.failure_rate {
+        None => (state.fails >= policy.failures).then(|| format!("{} consecutive transient failures", state.fails)),
+        Some(rate) => {
+            let calls = state.window_calls.max(1);
+            let share = f64::from(state.window_failed) / f64::from(calls);
+            (state.window_calls >= policy.min_calls && share >= rate).then(|| {
+                format!(
+                    "{} of the last {} calls failed ({:.0} % >= {:.0} %)",
+                    state.window_failed,
+                    state.window_calls,
+                    share * 100.0,
+                    rate * 100.0
+                )
+            })
+        }
+    }
 }
 
 /// A transition one dispatcher made, to be logged and counted.
@@ -231,15 +280,30 @@ pub trait GateStore: Send + Sync {
     /// Takes the half-open probe's lease until `lease_until_ms`; false if another holds it.
     async fn claim_probe(&self, destination: &str, now_ms: i64, lease_until_ms: i64) -> Result<bool, GateError>;
 
-    /// Counts a transient failure; opens (or re-opens, for a probe) the breaker at the
-    /// threshold. `Some` if this call made the transition.
-    async fn failed(
+    /// Counts a transient failure in a row (`ADD fails 1`); the state after.
+    async fn count_failure(&self, destination: &str) -> Result<GateState, GateError>;
+
+    /// Counts a call in the failure-rate window that began within `window_ms` (or starts
+    /// a new one); the state after.
+    async fn count_in_window(
         &self,
         destination: &str,
         now_ms: i64,
-        policy: &BreakerPolicy,
-        probe: bool,
-    ) -> Result<(Option<Transition>, GateState), GateError>;
+        window_ms: i64,
+        failed: bool,
+    ) -> Result<GateState, GateError>;
+
+    /// Opens a closed breaker (or, `reopen`, a half-open one) until `until_ms`,
+    /// recording `t` after `seen`'s transitions; false if another dispatcher did.
+    async fn open(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        until_ms: i64,
+        t: &Transition,
+        reopen: bool,
+        seen: &GateState,
+    ) -> Result<bool, GateError>;
 
     /// Resets the failure count and closes the breaker; `Some` if this call closed it.
     async fn succeeded(&self, destination: &str, now_ms: i64) -> Result<Option<Transition>, GateError>;
@@ -303,21 +367,9 @@ impl Gate {
         probe_lease_ms: i64,
     ) -> Result<Admission, GateError> {
         let name = destination.name.as_str();
-        let mut state = self.state(name).await?;
+        let state = self.state(name).await?;
         if let Some((until_ms, why)) = blocked(&state, now_ms) {
             return Ok(Admission::Hold { until_ms, why });
-        }
-        if let Some(limit) = &destination.rate_limit {
-            let (token, after) = self.store.take_token(name, now_ms, limit).await?;
-            self.remember(name, after.clone());
-            if let Err(until_ms) = token {
-                return Ok(Admission::Hold { until_ms, why: HoldReason::RateLimit });
-            }
-            // The write saw the current state: a pause or an opening since the cache.
-            if let Some((until_ms, why)) = blocked(&after, now_ms) {
-                return Ok(Admission::Hold { until_ms, why });
-            }
-            state = after;
         }
         let slot = match destination.max_in_flight {
             Some(k) => match self.take_slot(name, k, now_ms, now_ms + probe_lease_ms).await? {
@@ -336,6 +388,25 @@ impl Gate {
             return Ok(Admission::Hold { until_ms: now_ms + 1_000, why: HoldReason::ProbeBusy });
         }
         Ok(Admission::Go { probe: false, slot })
+    }
+
+    /// The rate limit's token, taken immediately before the call (after the claim, so
+    /// that the spacing of tokens is the spacing of calls at the destination). `None`:
+    /// call now; else until when, and why, the call must wait — the write returns the
+    /// whole item, so a pause or an opening since the cached state is seen here too.
+    pub async fn take_token(
+        &self,
+        destination: &Destination,
+        now_ms: i64,
+    ) -> Result<Option<(i64, HoldReason)>, GateError> {
+        let Some(limit) = &destination.rate_limit else { return Ok(None) };
+        let name = destination.name.as_str();
+        let (token, after) = self.store.take_token(name, now_ms, limit).await?;
+        self.remember(name, after.clone());
+        if let Err(until_ms) = token {
+            return Ok(Some((until_ms, HoldReason::RateLimit)));
+        }
+        Ok(blocked(&after, now_ms))
     }
 
     /// A free slot of `k`, trying up to [`SLOT_TRIES`] from a random one.
@@ -370,40 +441,60 @@ impl Gate {
         probe: bool,
     ) -> Result<Option<Transition>, GateError> {
         let name = destination.name.as_str();
-        match failure {
-            Some(retry_after) => {
-                if let Some(after) = retry_after.filter(|d| !d.is_zero()) {
-                    let until = now_ms.saturating_add(after.as_millis() as i64);
-                    self.store.pause(name, until).await?;
-                    if let Some(mut s) = self.cached(name) {
-                        s.paused_until_ms = s.paused_until_ms.max(until);
-                        self.remember(name, s);
-                    }
-                }
-                let Some(policy) = &destination.breaker else { return Ok(None) };
-                let (t, state) = self.store.failed(name, now_ms, policy, probe).await?;
-                self.remember(name, state);
-                Ok(t)
-            }
-            None => {
-                if destination.breaker.is_none() {
-                    return Ok(None);
-                }
-                // Most successes need no write: nothing to reset.
-                let quiet = self.cached(name).is_some_and(|s| s.fails == 0 && s.open_until_ms == 0);
-                if quiet && !probe {
-                    return Ok(None);
-                }
-                let t = self.store.succeeded(name, now_ms).await?;
-                if let Some(mut s) = self.cached(name) {
-                    s.fails = 0;
-                    s.open_until_ms = 0;
-                    s.probe_until_ms = 0;
-                    self.remember(name, s);
-                }
-                Ok(t)
+        if let Some(after) = failure.flatten().filter(|d| !d.is_zero()) {
+            let until = now_ms.saturating_add(after.as_millis() as i64);
+            self.store.pause(name, until).await?;
+            if let Some(mut s) = self.cached(name) {
+                s.paused_until_ms = s.paused_until_ms.max(until);
+                self.remember(name, s);
             }
         }
+        let Some(policy) = &destination.breaker else { return Ok(None) };
+        let failed = failure.is_some();
+        let window_ms = (policy.window_secs as i64).saturating_mul(1_000);
+        let counted = match (policy.failure_rate, failed) {
+            (Some(_), _) => Some(self.store.count_in_window(name, now_ms, window_ms, failed).await?),
+            (None, true) => Some(self.store.count_failure(name).await?),
+            (None, false) => None,
+        };
+        if let Some(state) = &counted {
+            self.remember(name, state.clone());
+        }
+        if !failed {
+            // Most successes need no write: nothing to reset.
+            let quiet = self.cached(name).is_some_and(|s| s.fails == 0 && s.open_until_ms == 0);
+            if quiet && !probe {
+                return Ok(None);
+            }
+            let t = self.store.succeeded(name, now_ms).await?;
+            if let Some(mut s) = self.cached(name) {
+                s.fails = 0;
+                s.open_until_ms = 0;
+                s.probe_until_ms = 0;
+                self.remember(name, s);
+            }
+            return Ok(t);
+        }
+        let Some(state) = counted else { return Ok(None) };
+        let reopen = probe && state.open_until_ms > 0;
+        let why = if reopen {
+            Some("the half-open probe failed".to_owned())
+        } else if state.open_until_ms == 0 {
+            trips(policy, &state)
+        } else {
+            None
+        };
+        let Some(why) = why else { return Ok(None) };
+        let t = Transition { to: BreakerState::Open, why };
+        let until = now_ms + (policy.cooldown_secs as i64) * 1_000;
+        if !self.store.open(name, now_ms, until, &t, reopen, &state).await? {
+            return Ok(None);
+        }
+        let mut opened = state;
+        opened.open_until_ms = until;
+        opened.probe_until_ms = 0;
+        self.remember(name, opened);
+        Ok(Some(t))
     }
 }
 

@@ -342,6 +342,38 @@ impl IdempotencyStore for DynamoLedger {
         self.finish(key, Status::Completed, &[("summary", s(summary))], now_ms).await
     }
 
+    async fn unclaim(&self, key: &RecordKey, attempt: u32, reason: &str, now_ms: i64) -> Result<(), LedgerError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&key.pk))
+            .key("sk", s(&key.sk))
+            .update_expression(
+                "SET #st = :failed, attempts = attempts - :one, updated_at = :now, reason = :reason \
+                 REMOVE ipx, error_class",
+            )
+            .condition_expression("#st = :ip AND attempts = :attempt")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":failed", s(Status::Failed.as_str()))
+            .expression_attribute_values(":ip", s(Status::InProgress.as_str()))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":attempt", n(i64::from(attempt)))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":reason", s(reason))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(ctx))
+                if matches!(ctx.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     async fn release(
         &self,
         key: &RecordKey,

@@ -100,6 +100,19 @@ impl IdempotencyStore for MemoryLedger {
         })
     }
 
+    async fn unclaim(&self, key: &RecordKey, attempt: u32, reason: &str, now_ms: i64) -> Result<(), LedgerError> {
+        self.update(key, |r| {
+            if r.status == Status::InProgress && r.attempts == attempt {
+                r.status = Status::Failed;
+                r.attempts -= 1;
+                r.in_progress_until_ms = None;
+                r.updated_at_ms = now_ms;
+                r.reason = Some(reason.to_owned());
+                r.error_class = None;
+            }
+        })
+    }
+
     async fn release(
         &self,
         key: &RecordKey,

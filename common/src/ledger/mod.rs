@@ -297,6 +297,10 @@ pub enum LedgerError {
 pub trait IdempotencyStore: Send + Sync {
     async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome, LedgerError>;
     async fn complete(&self, key: &RecordKey, summary: &str, now_ms: i64) -> Result<(), LedgerError>;
+    /// Takes back claim number `attempt` that made no call (the destination's rate
+    /// limit held it back): not an attempt, so it is not counted. Does nothing if the
+    /// claim is no longer ours (it lapsed and another worker took it).
+    async fn unclaim(&self, key: &RecordKey, attempt: u32, reason: &str, now_ms: i64) -> Result<(), LedgerError>;
     /// Gives the claim back after a retryable failure; the failure is kept for the trace.
     async fn release(&self, key: &RecordKey, class: FailureClass, reason: &str, now_ms: i64)
         -> Result<(), LedgerError>;

@@ -131,3 +131,15 @@ fn only_failed_attempts_sent_without_an_answer_count_as_unknown_outcomes() {
     ];
     assert_eq!(unknown_outcomes(&log), 2);
 }
+
+#[tokio::test]
+async fn a_claim_given_back_unused_is_not_counted_and_can_be_claimed_again() {
+    let ledger = MemoryLedger::new();
+    assert!(matches!(ledger.claim(&request(1_000)).await.unwrap(), ClaimOutcome::Claimed { attempt: 1, .. }));
+    ledger.unclaim(&request(0).key, 1, "held back: rate_limit", 1_001).await.unwrap();
+    assert_eq!(ledger.claim(&request(1_002)).await.unwrap(), ClaimOutcome::Claimed { attempt: 1, unknown_outcomes: 0 });
+    // Not ours any more (another attempt number): untouched.
+    ledger.unclaim(&request(0).key, 7, "held back", 1_003).await.unwrap();
+    let history = ledger.history(&request(0).key.pk).await.unwrap();
+    assert_eq!((history[0].status, history[0].attempts), (Status::InProgress, 1));
+}

@@ -333,6 +333,19 @@ async fn forget(deps: &Deps, destination: &Destination, used: Option<Credential>
     }
 }
 
+/// Reads what a call to `destination` needs from AWS or its token endpoint (its
+/// credentials, its signing key) into the container's caches, so that the call itself
+/// makes no other request first: the dispatcher does this before it takes a rate-limit
+/// token, keeping the token's time the call's time. A failure here is left for the
+/// call to meet and classify.
+pub async fn warm(deps: &Deps, destination: &Destination) {
+    let _ = credential(deps, destination).await;
+    if let Some(signing) = &destination.signing {
+        let _ = read_secret(deps, &signing.secret, VersionStage::Current).await;
+        let _ = read_secret(deps, &signing.secret, VersionStage::Previous).await;
+    }
+}
+
 /// Calls the destination; on 401/403 (from it or from its token endpoint) re-reads
 /// the credentials once and tries again.
 pub async fn deliver(deps: &Deps, destination: &Destination, delivery: &Delivery) -> Result<Delivered, Failure> {

@@ -210,6 +210,32 @@ async fn claim_and_deliver(
         return RecordResult::Done;
     }
 
+    // The rate limit's token last, so that tokens are spaced as calls are. Refused: the
+    // claim is given back uncounted and the message waits.
+    if destination.rate_limit.is_some() {
+        crate::call::warm(deps, destination).await;
+        let held = match deps.gate.take_token(destination, now_ms()).await {
+            Ok(None) => None,
+            Ok(Some(hold)) => Some(Ok(hold)),
+            Err(e) => Some(Err(e)),
+        };
+        if let Some(held) = held {
+            let reason = match &held {
+                Ok((_, why)) => format!("held back: {}", why.as_str()),
+                Err(e) => format!("destination gate unavailable: {e}"),
+            };
+            if let Err(e) = deps.ledger.unclaim(key, attempt, &reason, now_ms()).await {
+                warn!(error = %e, "could not give the claim back; it lapses at the deadline");
+            }
+            return match held {
+                Ok((until_ms, why)) => hold(deps, message, delivery, destination, until_ms - now_ms(), why).await,
+                Err(e) => {
+                    warn!(error = %e, "destination gate unavailable; will retry");
+                    retry_later(deps, message, destination, &Failure::transient(e.to_string()), 1).await
+                }
+            };
+        }
+    }
     let outcome = deliver(deps, destination, delivery).await;
     if destination.is_gated() {
         // The breaker counts what says the destination is unwell; any answer that is

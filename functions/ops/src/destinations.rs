@@ -15,10 +15,15 @@ pub fn to_json(d: &Destination, state: &GateState, now_ms: i64) -> Value {
         "auth": d.auth.kind(),
         "rate_limit": d.rate_limit.map(|r| json!({"per_second": r.per_second, "burst": r.burst()})),
         "max_in_flight": d.max_in_flight,
-        "breaker": d.breaker.map(|b| json!({
-            "failures": b.failures,
-            "cooldown_secs": b.cooldown_secs,
-        })),
+        "breaker": d.breaker.map(|b| match b.failure_rate {
+            None => json!({"failures": b.failures, "cooldown_secs": b.cooldown_secs}),
+            Some(rate) => json!({
+                "failure_rate": rate,
+                "window_secs": b.window_secs,
+                "min_calls": b.min_calls,
+                "cooldown_secs": b.cooldown_secs,
+            }),
+        }),
         "state": {
             "breaker": breaker.as_str(),
             "consecutive_failures": state.fails,
@@ -35,8 +40,15 @@ pub fn render_text(rows: &[(&Destination, GateState)], now_ms: i64) -> String {
     for (d, state) in rows {
         let limit =
             d.rate_limit.map_or("no rate limit".to_owned(), |r| format!("{}/s, burst {}", r.per_second, r.burst()));
-        let policy = d.breaker.map_or("no breaker".to_owned(), |b| {
-            format!("breaker after {} failures, {} s cool-down", b.failures, b.cooldown_secs)
+        let policy = d.breaker.map_or("no breaker".to_owned(), |b| match b.failure_rate {
+            None => format!("breaker after {} failures, {} s cool-down", b.failures, b.cooldown_secs),
+            Some(rate) => format!(
+                "breaker at {:.0} % failed of >= {} calls in {} s, {} s cool-down",
+                rate * 100.0,
+                b.min_calls,
+                b.window_secs,
+                b.cooldown_secs
+            ),
         });
         out.push_str(&format!("{}  {}  ({}; {limit}; {policy})\n", d.name, d.base_url, d.auth.kind()));
         let breaker = state.breaker(now_ms);
@@ -48,6 +60,10 @@ pub fn render_text(rows: &[(&Destination, GateState)], now_ms: i64) -> String {
             BreakerState::HalfOpen => {
                 line.push_str(&format!(" since {}, one probe at a time", rfc3339(state.opened_at_ms)))
             }
+            BreakerState::Closed if d.breaker.is_some_and(|b| b.failure_rate.is_some()) => line.push_str(&format!(
+                ", {} of {} calls failed in the current window",
+                state.window_failed, state.window_calls
+            )),
             BreakerState::Closed => line.push_str(&format!(", {} consecutive failures", state.fails)),
         }
         if state.paused_until_ms > now_ms {
