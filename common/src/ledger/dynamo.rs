@@ -147,6 +147,19 @@ fn log_text(fields: &[(&str, AttributeValue)]) -> (Option<FailureClass>, String)
     (class, field("reason").or_else(|| field("summary")).unwrap_or_default())
 }
 
+/// An `UpdateItem` whose refused condition means there is nothing to do.
+fn refused_is_fine<T, R: std::fmt::Debug>(result: Result<T, SdkError<UpdateItemError, R>>) -> Result<(), LedgerError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(SdkError::ServiceError(ctx))
+            if matches!(ctx.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
 }
@@ -363,15 +376,8 @@ impl IdempotencyStore for DynamoLedger {
             .expression_attribute_values(":reason", s(reason))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(ctx))
-                if matches!(ctx.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        // Not ours any more (lapsed and taken by another worker): nothing to give back.
+        refused_is_fine(result)
     }
 
     async fn release(
@@ -415,16 +421,8 @@ impl IdempotencyStore for DynamoLedger {
             .expression_attribute_values(":exp", n(expires_at_s))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // A newer version is already recorded: nothing to do.
-            Err(SdkError::ServiceError(ctx))
-                if matches!(ctx.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        // A newer version is already recorded: nothing to do.
+        refused_is_fine(result)
     }
 
     async fn park(
