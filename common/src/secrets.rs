@@ -162,12 +162,20 @@ pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 /// Caches another source for `max_age`; `invalidate` forgets a secret so the next
 /// read goes to the source (after a 401 from a destination, say); `refresh` does the
 /// same at most once per [`MIN_REFRESH_INTERVAL`] per secret.
+///
+/// Concurrent misses of one secret are coalesced: the first reads the source, the
+/// others wait for it and take its value (a cold dispatcher's batch of ten makes one
+/// `GetSecretValue`, not ten). A read that began before an `invalidate` is not cached.
 pub struct CachedSecrets<S> {
     inner: S,
     max_age: Duration,
     min_refresh_interval: Duration,
     cache: Mutex<HashMap<CacheKey, (Option<SecretValue>, Instant)>>,
     refreshed: Mutex<HashMap<String, Instant>>,
+    /// One turn per secret and stage for reading the source.
+    reading: Mutex<HashMap<CacheKey, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    /// Bumped by every `invalidate`: a read that saw another value is not cached.
+    invalidations: std::sync::atomic::AtomicU64,
 }
 
 type CacheKey = (String, VersionStage);
@@ -180,7 +188,14 @@ impl<S: SecretSource> CachedSecrets<S> {
             min_refresh_interval: MIN_REFRESH_INTERVAL,
             cache: Mutex::new(HashMap::new()),
             refreshed: Mutex::new(HashMap::new()),
+            reading: Mutex::new(HashMap::new()),
+            invalidations: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    fn cached(&self, key: &CacheKey) -> Option<Option<SecretValue>> {
+        let cache = self.cache.lock().expect("secret cache lock");
+        cache.get(key).filter(|(_, at)| at.elapsed() < self.max_age).map(|(value, _)| value.clone())
     }
 
     pub fn with_min_refresh_interval(mut self, interval: Duration) -> Self {
@@ -192,19 +207,33 @@ impl<S: SecretSource> CachedSecrets<S> {
 #[async_trait]
 impl<S: SecretSource> SecretSource for CachedSecrets<S> {
     async fn get(&self, id: &str, stage: VersionStage) -> Result<Option<SecretValue>, SecretError> {
+        use std::sync::atomic::Ordering;
         let key = (id.to_owned(), stage);
-        if let Some((value, at)) = self.cache.lock().expect("secret cache lock").get(&key) {
-            if at.elapsed() < self.max_age {
-                return Ok(value.clone());
-            }
+        if let Some(value) = self.cached(&key) {
+            return Ok(value);
         }
+        if self.max_age.is_zero() {
+            return self.inner.get(id, stage).await;
+        }
+        let turn = self.reading.lock().expect("secret reading lock").entry(key.clone()).or_default().clone();
+        let _turn = turn.lock().await;
+        // A concurrent miss may have read it while this one waited.
+        if let Some(value) = self.cached(&key) {
+            return Ok(value);
+        }
+        let seen = self.invalidations.load(Ordering::SeqCst);
         let value = self.inner.get(id, stage).await?;
-        self.cache.lock().expect("secret cache lock").insert(key, (value.clone(), Instant::now()));
+        let mut cache = self.cache.lock().expect("secret cache lock");
+        if self.invalidations.load(Ordering::SeqCst) == seen {
+            cache.insert(key, (value.clone(), Instant::now()));
+        }
         Ok(value)
     }
 
     fn invalidate(&self, id: &str) {
-        self.cache.lock().expect("secret cache lock").retain(|(k, _), _| k != id);
+        let mut cache = self.cache.lock().expect("secret cache lock");
+        self.invalidations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        cache.retain(|(k, _), _| k != id);
     }
 
     fn refresh(&self, id: &str) -> bool {
@@ -255,6 +284,8 @@ pub struct StaticSecrets {
     /// Creation times (unix seconds) of the versions that have one.
     pub created: Mutex<HashMap<(String, VersionStage), i64>>,
     pub reads: std::sync::atomic::AtomicUsize,
+    /// How long each read takes (for tests of concurrent readers).
+    pub latency: Mutex<Duration>,
 }
 
 impl StaticSecrets {
@@ -274,9 +305,9 @@ impl StaticSecrets {
 impl SecretSource for StaticSecrets {
     async fn get(&self, id: &str, stage: VersionStage) -> Result<Option<SecretValue>, SecretError> {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // The value as it is when the read begins, answered after the latency.
         let key = (id.to_owned(), stage);
-        let values = self.values.lock().expect("lock");
-        match values.get(&key) {
+        let answer = match self.values.lock().expect("lock").get(&key) {
             Some(v) => {
                 let value = SecretValue::new(v.clone());
                 Ok(Some(match self.created.lock().expect("lock").get(&key) {
@@ -286,7 +317,12 @@ impl SecretSource for StaticSecrets {
             }
             None if stage == VersionStage::Previous => Ok(None),
             None => Err(SecretError::NotFound(id.to_owned())),
+        };
+        let latency = *self.latency.lock().expect("lock");
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
         }
+        answer
     }
 }
 
@@ -319,6 +355,36 @@ mod tests {
         cached.invalidate("s");
         assert_eq!(cached.get("s", VersionStage::Current).await.unwrap().unwrap().expose(), "v2");
         assert_eq!(cached.inner.reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn ten_concurrent_misses_of_one_secret_read_the_source_once() {
+        let source = StaticSecrets::default().with("s", VersionStage::Current, "v1");
+        *source.latency.lock().unwrap() = Duration::from_millis(50);
+        let cached = CachedSecrets::new(source, Duration::from_secs(300));
+        let reads = futures_util::future::join_all((0..10).map(|_| cached.get("s", VersionStage::Current))).await;
+        assert!(reads.iter().all(|r| r.as_ref().unwrap().as_ref().unwrap().expose() == "v1"));
+        assert_eq!(cached.inner.reads.load(Ordering::SeqCst), 1, "concurrent misses were not coalesced");
+        // Another secret, or another stage, is its own read.
+        cached.get("s", VersionStage::Previous).await.unwrap();
+        assert_eq!(cached.inner.reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_read_begun_before_an_invalidate_is_not_cached() {
+        let source = StaticSecrets::default().with("s", VersionStage::Current, "old");
+        *source.latency.lock().unwrap() = Duration::from_millis(100);
+        let cached = std::sync::Arc::new(CachedSecrets::new(source, Duration::from_secs(300)));
+        let early = tokio::spawn({
+            let cached = cached.clone();
+            async move { cached.get("s", VersionStage::Current).await.unwrap().unwrap() }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The credential is rotated and refused while the first read is under way.
+        cached.inner.values.lock().unwrap().insert(("s".into(), VersionStage::Current), "new".into());
+        cached.invalidate("s");
+        assert_eq!(early.await.unwrap().expose(), "old");
+        assert_eq!(cached.get("s", VersionStage::Current).await.unwrap().unwrap().expose(), "new");
     }
 
     #[tokio::test]
