@@ -95,6 +95,19 @@ impl DynamoLedger {
         self.client.put_item().table_name(&self.table).set_item(Some(item_from_record(record)))
     }
 
+    /// Every record a query finds, through all its pages.
+    async fn query_records(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<LedgerRecord>, LedgerError> {
+        let mut records = Vec::new();
+        let mut pages = query.into_paginator().items().send();
+        while let Some(item) = pages.next().await {
+            records.push(record_from_item(&item.map_err(unavailable)?)?);
+        }
+        Ok(records)
+    }
+
     /// One item, read consistently.
     async fn get_item(&self, key: &RecordKey) -> Result<Option<Item>, LedgerError> {
         let out = self
@@ -507,8 +520,7 @@ impl IdempotencyStore for DynamoLedger {
     }
 
     async fn parked(&self, since_ms: i64, until_ms: i64) -> Result<Vec<LedgerRecord>, LedgerError> {
-        let mut records = Vec::new();
-        let mut pages = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
@@ -516,14 +528,8 @@ impl IdempotencyStore for DynamoLedger {
             .key_condition_expression("pidx = :p AND pidx_sk BETWEEN :from AND :to")
             .expression_attribute_values(":p", s(index::PARKED_PARTITION))
             .expression_attribute_values(":from", s(&format!("{:013}", since_ms.max(0))))
-            .expression_attribute_values(":to", s(&format!("{:013}", until_ms.max(0))))
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = pages.next().await {
-            records.push(record_from_item(&item.map_err(unavailable)?)?);
-        }
-        Ok(records)
+            .expression_attribute_values(":to", s(&format!("{:013}", until_ms.max(0))));
+        self.query_records(query).await
     }
 
     async fn events_by_entity(&self, entity: &str) -> Result<Vec<String>, LedgerError> {
@@ -540,20 +546,13 @@ impl IdempotencyStore for DynamoLedger {
     }
 
     async fn history(&self, pk: &str) -> Result<Vec<LedgerRecord>, LedgerError> {
-        let mut records = Vec::new();
-        let mut pages = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s(pk))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = pages.next().await {
-            records.push(record_from_item(&item.map_err(unavailable)?)?);
-        }
-        Ok(records)
+            .consistent_read(true);
+        self.query_records(query).await
     }
 }

@@ -48,6 +48,27 @@ impl OutboundMessage {
     }
 }
 
+/// A delivery as a dispatch queue message (body and the ids its consumers log), or why
+/// SQS would never take it. What the mapper enqueues, a replay re-enqueues and a
+/// dispatcher re-sends after many holds.
+pub fn delivery_message(d: &crate::envelope::Delivery) -> Result<OutboundMessage, crate::failure::Failure> {
+    use crate::failure::Failure;
+    let message = OutboundMessage::json(d)
+        .map_err(|e| Failure::terminal(e.to_string()))?
+        .attribute("correlation_id", &d.correlation_id)
+        .attribute("event_id", &d.event_id)
+        .attribute("source", &d.source)
+        .attribute("flow", &d.flow)
+        .attribute("destination", &d.destination);
+    match message.check() {
+        Ok(()) => Ok(message),
+        Err(Unsendable::TooLarge { bytes, .. }) => Err(Failure::terminal(format!(
+            "too_large: the mapped delivery is {bytes} bytes, over SQS's limit of {MAX_MESSAGE_BYTES}"
+        ))),
+        Err(e) => Err(Failure::terminal(e.to_string())),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("queue unavailable: {0}")]

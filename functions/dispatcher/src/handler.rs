@@ -7,7 +7,7 @@ use switchyard_common::failure::{self, Failure, FailureClass};
 use switchyard_common::gate::{hold_secs, Admission, BreakerState, HoldReason};
 use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey, RECORD_TTL};
 use switchyard_common::metrics::{self, Metric};
-use switchyard_common::queue::OutboundMessage;
+use switchyard_common::queue::{delivery_message, OutboundMessage};
 use switchyard_common::runtime::now_ms;
 use tracing::{info, warn, Instrument};
 
@@ -407,15 +407,9 @@ async fn hold(
     let (queue_url, _) = deps.queues_for(message.event_source_arn.as_deref());
     if !fifo && receives >= budget::hold_requeue_at(destination, deps.settings.max_receive_count) {
         let first = first_sent_ms(message).unwrap_or_else(now_ms);
-        match OutboundMessage::json(delivery) {
+        match delivery_message(delivery) {
             Ok(copy) => {
-                let copy = copy
-                    .attribute(FIRST_SENT, first.to_string())
-                    .attribute("correlation_id", &delivery.correlation_id)
-                    .attribute("event_id", &delivery.event_id)
-                    .attribute("source", &delivery.source)
-                    .attribute("flow", &delivery.flow)
-                    .attribute("destination", &delivery.destination);
+                let copy = copy.attribute(FIRST_SENT, first.to_string());
                 match deps.queue.send(queue_url, &copy).await {
                     Ok(()) => {
                         info!(held = why.as_str(), receives, "held back often; re-sent as a fresh message");

@@ -6,7 +6,7 @@ use switchyard_common::failure::Failure;
 use switchyard_common::ledger::{self, LedgerRecord, RecordKey, Status, RECORD_TTL};
 use switchyard_common::mapping::MappingError;
 use switchyard_common::metrics;
-use switchyard_common::queue::{OutboundMessage, Unsendable, MAX_MESSAGE_BYTES};
+use switchyard_common::queue::{delivery_message, OutboundMessage};
 use switchyard_common::runtime::now_ms;
 use tracing::{field, info, warn, Instrument};
 
@@ -239,25 +239,6 @@ async fn handle_record(deps: &Deps, message: &SqsMessage) -> RecordResult {
     }
     .instrument(span)
     .await
-}
-
-/// A delivery as a dispatch queue message, or why SQS would never take it. The parked
-/// copy is the envelope, which intake keeps within SQS's limits, never the delivery.
-pub fn delivery_message(d: &Delivery) -> Result<OutboundMessage, Failure> {
-    let message = OutboundMessage::json(d)
-        .map_err(|e| Failure::terminal(e.to_string()))?
-        .attribute("correlation_id", &d.correlation_id)
-        .attribute("event_id", &d.event_id)
-        .attribute("source", &d.source)
-        .attribute("flow", &d.flow)
-        .attribute("destination", &d.destination);
-    match message.check() {
-        Ok(()) => Ok(message),
-        Err(Unsendable::TooLarge { bytes, .. }) => Err(Failure::terminal(format!(
-            "too_large: the mapped delivery is {bytes} bytes, over SQS's limit of {MAX_MESSAGE_BYTES}"
-        ))),
-        Err(e) => Err(Failure::terminal(e.to_string())),
-    }
 }
 
 fn dlq_message(

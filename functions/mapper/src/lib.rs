@@ -5,4 +5,4 @@ mod deps;
 mod handler;
 
 pub use deps::Deps;
-pub use handler::{delivery_message, handle, map_envelope, map_flow, Mapped, NotMapped};
+pub use handler::{handle, map_envelope, map_flow, Mapped, NotMapped};

@@ -483,7 +483,7 @@ async fn replay_one(
         return Outcome::Failed(format!("could not write the audit record: {e}"));
     }
 
-    let mut message = match switchyard_mapper::delivery_message(d) {
+    let mut message = match switchyard_common::queue::delivery_message(d) {
         Ok(message) => message.attribute("replay_id", &replay_id),
         Err(f) => return Outcome::Failed(f.reason),
     };
