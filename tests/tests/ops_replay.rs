@@ -310,7 +310,11 @@ async fn interrupted_then_rerun(signal: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Interrupted once it is under way (a few delivered), however slowly it started.
+    assert!(
+        eventually(Duration::from_secs(60), async || delivered_by_key(&w).len() >= 3).await,
+        "the replay never got going"
+    );
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
     let out = child.wait_with_output().await.unwrap();

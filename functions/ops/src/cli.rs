@@ -467,6 +467,11 @@ async fn replay_command(stage: &Stage, json: bool, args: ReplayArgs) -> Result<u
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         return Err(Failure(exit::USAGE, "--rate must be a positive number of sends per second".into()));
     }
+    // Caught from here on: a Ctrl-C during the set-up below (STS, queue URLs) is seen
+    // by the run as soon as it starts, which then stops at once with exit 130, instead
+    // of the signal's default killing the process.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| Failure(exit::UNAVAILABLE, format!("cannot watch for Ctrl-C: {e}")))?;
     let config = Config::from_env().map_err(|e| Failure(exit::UNAVAILABLE, format!("flow file: {e}")))?;
     let sdk = runtime::aws_config().await;
     let actor = match args.yes {
@@ -516,8 +521,8 @@ async fn replay_command(stage: &Stage, json: bool, args: ReplayArgs) -> Result<u
         dispatch_fifo_url: queue_url(&sqs, &stage.queue("dispatch.fifo")).await?,
         actor,
     };
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let ctrl_c = async move {
+        interrupt.recv().await;
     };
     let report = replay::run(&ctx, &options, ctrl_c).await.map_err(|e| Failure(exit::UNAVAILABLE, e.to_string()))?;
     if json {
