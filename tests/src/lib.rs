@@ -283,7 +283,7 @@ impl World {
         switchyard_common::runtime::init_logging();
         let aws = LocalAws::start().await;
         let sink = Sink::default();
-        let sink_addr = sink.clone().start("127.0.0.1:0".parse().unwrap()).await.expect("sink");
+        let sink_addr = sink.clone().start_apart("127.0.0.1:0".parse().unwrap()).expect("sink");
         let mut config = config_for(sink_addr);
         customize(&mut config);
         let config = Arc::new(config);

@@ -132,11 +132,10 @@ impl GateStore for DynamoGate {
     async fn take_token(
         &self,
         destination: &str,
-        now_ms: i64,
+        now_us: i64,
         limit: &RateLimit,
-    ) -> Result<(Result<(), i64>, GateState), GateError> {
+    ) -> Result<(Result<i64, i64>, GateState), GateError> {
         let (interval, tolerance) = gcra(limit);
-        let now_us = now_ms.saturating_mul(1_000);
         // Busy bucket first (relative, so concurrent dispatchers do not conflict);
         // a drained one restarts from now. Each refusal says which case holds.
         let mut busy = true;
@@ -156,15 +155,16 @@ impl GateStore for DynamoGate {
                     .expression_attribute_values(":now", n(now_us))
             };
             match self.write(req).await? {
-                Written::Done(state) => return Ok((Ok(()), state)),
+                // Either way the slot is `tat` before the update: `tat − T` after it.
+                Written::Done(state) => return Ok((Ok(state.tat_us - interval), state)),
                 Written::Refused(seen) => match gcra_step(seen.tat_us, now_us, interval, tolerance) {
-                    Err(free_at) => return Ok((Err(ms_at_or_after(free_at)), seen)),
+                    Err(free_at) => return Ok((Err(free_at), seen)),
                     Ok(_) => busy = seen.tat_us >= now_us,
                 },
             }
         }
         // Lost four races in a row: the bucket is contended, come back shortly.
-        Ok((Err(ms_at_or_after(now_us + interval)), self.read(destination).await?))
+        Ok((Err(now_us + interval), self.read(destination).await?))
     }
 
     async fn claim_probe(&self, destination: &str, now_ms: i64, lease_until_ms: i64) -> Result<bool, GateError> {

@@ -12,9 +12,16 @@ use super::*;
 pub struct MemoryGate {
     items: Mutex<HashMap<String, GateState>>,
     slots: Mutex<HashMap<(String, u32), (String, i64)>>,
+    /// How long a token's write takes (a loaded store), for the tests of late tokens.
+    token_latency: Duration,
 }
 
 impl MemoryGate {
+    /// A gate whose token writes answer after `latency`.
+    pub fn with_token_latency(latency: Duration) -> Self {
+        Self { token_latency: latency, ..Self::default() }
+    }
+
     fn with<T>(&self, destination: &str, f: impl FnOnce(&mut GateState) -> T) -> T {
         let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
         f(items.entry(destination.to_owned()).or_default())
@@ -36,16 +43,19 @@ impl GateStore for MemoryGate {
     async fn take_token(
         &self,
         destination: &str,
-        now_ms: i64,
+        at_us: i64,
         limit: &RateLimit,
-    ) -> Result<(Result<(), i64>, GateState), GateError> {
+    ) -> Result<(Result<i64, i64>, GateState), GateError> {
         let (interval, tolerance) = gcra(limit);
-        Ok(self.with(destination, |s| match gcra_step(s.tat_us, now_ms * 1_000, interval, tolerance) {
+        if !self.token_latency.is_zero() {
+            tokio::time::sleep(self.token_latency).await;
+        }
+        Ok(self.with(destination, |s| match gcra_step(s.tat_us, at_us, interval, tolerance) {
             Ok(tat) => {
                 s.tat_us = tat;
-                (Ok(()), s.clone())
+                (Ok(tat - interval), s.clone())
             }
-            Err(at) => (Err(ms_at_or_after(at)), s.clone()),
+            Err(at) => (Err(at), s.clone()),
         }))
     }
 

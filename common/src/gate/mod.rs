@@ -27,8 +27,8 @@
 //!   under contention a free slot can be missed and the delivery waits a second.
 //!
 //! The dispatcher asks the gate twice: [`Gate::admit`] before it claims a delivery
-//! (pause, breaker, in-flight slot, probe; from a state at most a second old,
-//! [`FRESH_FOR`]), and [`Gate::take_token`] after the claim, immediately before the
+//! (pause, breaker, a bucket seen full, in-flight slot, probe; from a state at most a
+//! second old, [`FRESH_FOR`]), and [`Gate::take_token`] after the claim, immediately before the
 //! call, so that tokens are spaced as the calls are. A token refused after the claim
 //! gives the claim back uncounted (`IdempotencyStore::unclaim`). The token's write
 //! returns the whole item, so a rate-limited destination's calls see the current state.
@@ -139,6 +139,8 @@ pub enum HoldReason {
     Paused,
     /// `max_in_flight` calls are under way.
     InFlight,
+    /// A token came back from its write too long after its slot ([`TOKEN_LATE_BY`]).
+    LateToken,
 }
 
 impl HoldReason {
@@ -149,6 +151,7 @@ impl HoldReason {
             HoldReason::ProbeBusy => "breaker_probe_busy",
             HoldReason::Paused => "paused",
             HoldReason::InFlight => "max_in_flight",
+            HoldReason::LateToken => "rate_limit_late",
         }
     }
 
@@ -183,6 +186,41 @@ pub const SPACING_PER_MILLE: i64 = 1_010;
 /// burst` in a second at the destination.
 pub const TRANSIT_ALLOWANCE: Duration = Duration::from_millis(250);
 
+/// How late after its slot a call may still leave. GCRA spaces the slots; a call
+/// leaves when its token's write has come back, and a slow write (a loaded store)
+/// would put it among the calls of later slots. A token back later than this is not
+/// used (its slot has passed, it cannot be given back) and the delivery waits,
+/// uncharged, for another. The rest of [`TRANSIT_ALLOWANCE`] is the call's own way
+/// to the destination.
+pub const TOKEN_LATE_BY: Duration = Duration::from_millis(150);
+
+/// How many of a container's recent token round trips its estimate is taken from.
+const ROUND_TRIPS_KEPT: usize = 8;
+
+/// What a granted token allows once its write is back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    Now,
+    /// Back earlier than its slot less the burst's tolerance: call after this wait
+    /// (at most the round trip the container expected and did not take).
+    After(Duration),
+    /// Back more than [`TOKEN_LATE_BY`] after its slot: not used.
+    Spoiled,
+}
+
+/// Every call then leaves within `[slot − tolerance, slot + TOKEN_LATE_BY]`: with
+/// slots spaced by the interval, no second at the destination holds more than
+/// `per_second + burst` calls, however long the token's write took.
+pub fn token_use(slot_us: i64, back_us: i64, tolerance_us: i64) -> TokenUse {
+    if back_us > slot_us + TOKEN_LATE_BY.as_micros() as i64 {
+        TokenUse::Spoiled
+    } else if back_us < slot_us - tolerance_us {
+        TokenUse::After(Duration::from_micros((slot_us - tolerance_us - back_us).unsigned_abs()))
+    } else {
+        TokenUse::Now
+    }
+}
+
 /// GCRA's parameters: the emission interval and the tolerance, in microseconds.
 pub fn gcra(limit: &RateLimit) -> (i64, i64) {
     let per_second = i64::from(limit.per_second.max(1));
@@ -204,6 +242,16 @@ pub fn gcra_step(tat_us: i64, now_us: i64, interval: i64, tolerance: i64) -> Res
 /// Microseconds to the millisecond at or after them.
 pub fn ms_at_or_after(us: i64) -> i64 {
     us.div_euclid(1_000) + i64::from(us.rem_euclid(1_000) != 0)
+}
+
+/// Until when (epoch ms) a bucket seen in `state` has no token for a call asked for
+/// `at_us`, if it has none. `tat` only ever grows, so a state seen earlier never shows
+/// a full bucket that is not: a delivery held on it would have been refused its token
+/// too. Checked before the claim, it spares a held delivery the claim, the refused
+/// token and the unclaim.
+pub fn bucket_full_until(limit: &RateLimit, state: &GateState, at_us: i64) -> Option<i64> {
+    let (interval, tolerance) = gcra(limit);
+    gcra_step(state.tat_us, at_us, interval, tolerance).err()
 }
 
 /// What stops a call before the rate limit is consulted: a pause, an open breaker.
@@ -269,13 +317,15 @@ pub struct GateError(pub String);
 pub trait GateStore: Send + Sync {
     async fn read(&self, destination: &str) -> Result<GateState, GateError>;
 
-    /// Takes one token: `Ok(state after)` or `Err(when one is free)` with the state seen.
+    /// Takes one token for a call at `at_us` (epoch microseconds): `Ok(its slot)` —
+    /// the theoretical arrival time GCRA gave it, `tat` before the update — or
+    /// `Err(when one is free)`, each with the state after (or seen).
     async fn take_token(
         &self,
         destination: &str,
-        now_ms: i64,
+        at_us: i64,
         limit: &RateLimit,
-    ) -> Result<(Result<(), i64>, GateState), GateError>;
+    ) -> Result<(Result<i64, i64>, GateState), GateError>;
 
     /// Takes the half-open probe's lease until `lease_until_ms`; false if another holds it.
     async fn claim_probe(&self, destination: &str, now_ms: i64, lease_until_ms: i64) -> Result<bool, GateError>;
@@ -330,11 +380,30 @@ pub trait GateStore: Send + Sync {
 pub struct Gate {
     store: Box<dyn GateStore>,
     seen: Mutex<HashMap<String, (GateState, std::time::Instant)>>,
+    /// This container's latest token round trips (µs), latest last.
+    round_trips: Mutex<std::collections::VecDeque<i64>>,
 }
 
 impl Gate {
     pub fn new(store: impl GateStore + 'static) -> Self {
-        Self { store: Box::new(store), seen: Mutex::new(HashMap::new()) }
+        Self { store: Box::new(store), seen: Mutex::new(HashMap::new()), round_trips: Mutex::default() }
+    }
+
+    /// How far ahead of now a token is asked for: the median of the container's
+    /// recent round trips, so that a call's slot is when it will leave.
+    fn ahead_us(&self) -> i64 {
+        let kept = self.round_trips.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sorted: Vec<i64> = kept.iter().copied().collect();
+        sorted.sort_unstable();
+        sorted.get(sorted.len() / 2).copied().unwrap_or(0)
+    }
+
+    fn note_round_trip(&self, us: i64) {
+        let mut kept = self.round_trips.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() == ROUND_TRIPS_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(us);
     }
 
     fn remember(&self, destination: &str, state: GateState) {
@@ -371,6 +440,12 @@ impl Gate {
         if let Some((until_ms, why)) = blocked(&state, now_ms) {
             return Ok(Admission::Hold { until_ms, why });
         }
+        if let Some(limit) = &destination.rate_limit {
+            let ahead = self.ahead_us();
+            if let Some(free_at) = bucket_full_until(limit, &state, now_ms.saturating_mul(1_000) + ahead) {
+                return Ok(Admission::Hold { until_ms: ms_at_or_after(free_at - ahead), why: HoldReason::RateLimit });
+            }
+        }
         let slot = match destination.max_in_flight {
             Some(k) => match self.take_slot(name, k, now_ms, now_ms + probe_lease_ms).await? {
                 Some(slot) => Some(slot),
@@ -391,9 +466,11 @@ impl Gate {
     }
 
     /// The rate limit's token, taken immediately before the call (after the claim, so
-    /// that the spacing of tokens is the spacing of calls at the destination). `None`:
-    /// call now; else until when, and why, the call must wait — the write returns the
-    /// whole item, so a pause or an opening since the cached state is seen here too.
+    /// that the spacing of tokens is the spacing of calls at the destination), asked
+    /// for when the call will leave: now plus the round trip the container expects.
+    /// `None`: call now (a token back early waits here until its slot allows, see
+    /// [`token_use`]); else until when, and why, the call must wait — the write returns
+    /// the whole item, so a pause or an opening since the cached state is seen here too.
     pub async fn take_token(
         &self,
         destination: &Destination,
@@ -401,12 +478,30 @@ impl Gate {
     ) -> Result<Option<(i64, HoldReason)>, GateError> {
         let Some(limit) = &destination.rate_limit else { return Ok(None) };
         let name = destination.name.as_str();
-        let (token, after) = self.store.take_token(name, now_ms, limit).await?;
+        let (_, tolerance) = gcra(limit);
+        let now_us = now_ms.saturating_mul(1_000);
+        let ahead = self.ahead_us();
+        let asked = tokio::time::Instant::now();
+        let (token, after) = self.store.take_token(name, now_us + ahead, limit).await?;
+        let round_trip = i64::try_from(asked.elapsed().as_micros()).unwrap_or(i64::MAX);
+        self.note_round_trip(round_trip);
         self.remember(name, after.clone());
-        if let Err(until_ms) = token {
-            return Ok(Some((until_ms, HoldReason::RateLimit)));
+        let slot = match token {
+            Ok(slot) => slot,
+            Err(free_at) => return Ok(Some((ms_at_or_after(free_at - ahead), HoldReason::RateLimit))),
+        };
+        if let Some(held) = blocked(&after, now_ms) {
+            return Ok(Some(held));
         }
-        Ok(blocked(&after, now_ms))
+        let back = now_us.saturating_add(round_trip);
+        match token_use(slot, back, tolerance) {
+            TokenUse::Now => Ok(None),
+            TokenUse::After(wait) => {
+                tokio::time::sleep(wait).await;
+                Ok(None)
+            }
+            TokenUse::Spoiled => Ok(Some((ms_at_or_after(back), HoldReason::LateToken))),
+        }
     }
 
     /// A free slot of `k`, trying up to [`SLOT_TRIES`] from a random one.

@@ -61,6 +61,111 @@ fn no_one_second_window_at_the_destination_holds_more_than_rate_plus_burst_with_
 }
 
 #[test]
+fn a_token_back_early_waits_for_its_slot_less_the_tolerance_and_one_back_late_is_not_used() {
+    let (slot, tau) = (10_000_000, 400_000);
+    assert_eq!(token_use(slot, slot - tau, tau), TokenUse::Now);
+    assert_eq!(token_use(slot, slot - tau - 30_000, tau), TokenUse::After(Duration::from_millis(30)));
+    let late_by = TOKEN_LATE_BY.as_micros() as i64;
+    assert_eq!(token_use(slot, slot + late_by, tau), TokenUse::Now);
+    assert_eq!(token_use(slot, slot + late_by + 1, tau), TokenUse::Spoiled);
+}
+
+/// Forty callers (four dispatchers of ten records) against one bucket whose token
+/// writes take 0.1 s in one spell and 0.7 s in the next (up to 2 s now and then: a
+/// loaded local endpoint, where a quick spell after a slow one bunched 22 calls into
+/// a second at the destination of a 10/s, burst 10 limit): asked for now
+/// plus the caller's expected round trip and used as [`token_use`] says, no 1-second
+/// window of calls holds more than rate + burst, and the callers still get most of
+/// the rate.
+#[test]
+fn with_token_writes_slow_in_spells_no_window_holds_more_than_rate_plus_burst() {
+    use std::cmp::Reverse;
+    use std::collections::{BinaryHeap, VecDeque};
+    let limit = RateLimit { per_second: 10, burst: Some(10) };
+    let (t, tau) = gcra(&limit);
+    let mut rng = StdRng::seed_from_u64(20261202);
+    #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    enum Step {
+        Ask,
+        Apply { asked: i64, at: i64, rtt: i64 },
+        Back { asked: i64, rtt: i64, slot: Result<i64, i64> },
+    }
+    let mut events = BinaryHeap::new();
+    let mut seq = 0u64;
+    let mut push = |events: &mut BinaryHeap<_>, at: i64, caller: usize, step: Step| {
+        seq += 1;
+        events.push(Reverse((at, seq, caller, step)));
+    };
+    for caller in 0..40 {
+        push(&mut events, caller as i64 * 1_000, caller, Step::Ask);
+    }
+    let mut round_trips: Vec<VecDeque<i64>> = vec![VecDeque::new(); 4];
+    let median = |kept: &VecDeque<i64>| {
+        let mut v: Vec<i64> = kept.iter().copied().collect();
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or(0)
+    };
+    let (mut tat, mut calls, mut spoiled) = (0i64, Vec::new(), 0);
+    while let Some(Reverse((now, _, caller, step))) = events.pop() {
+        let container = caller / 10;
+        match step {
+            Step::Ask if calls.len() < 500 => {
+                // The endpoint's load comes and goes: slow and quick spells of 1.3 s.
+                let spell = if (now / 1_300_000) % 2 == 0 { 700_000 } else { 100_000 };
+                let rtt = spell + rng.random_range(0..100_000) + if rng.random_bool(0.02) { 1_200_000 } else { 0 };
+                let at = now + median(&round_trips[container]);
+                push(&mut events, now + rtt / 2, caller, Step::Apply { asked: now, at, rtt });
+            }
+            Step::Ask => {}
+            Step::Apply { asked, at, rtt } => {
+                let slot = gcra_step(tat, at, t, tau).map(|next| {
+                    tat = next;
+                    next - t
+                });
+                push(
+                    &mut events,
+                    asked + rtt,
+                    caller,
+                    Step::Back { asked, rtt, slot: slot.map_err(|free| free - (at - asked)) },
+                );
+            }
+            Step::Back { rtt, slot, .. } => {
+                let kept = &mut round_trips[container];
+                if kept.len() == 8 {
+                    kept.pop_front();
+                }
+                kept.push_back(rtt);
+                match slot {
+                    Err(free_at) => {
+                        push(&mut events, free_at.max(now) + rng.random_range(0..1_000_000), caller, Step::Ask)
+                    }
+                    Ok(slot) => match token_use(slot, now, tau) {
+                        TokenUse::Spoiled => {
+                            spoiled += 1;
+                            push(&mut events, now + 1_000_000, caller, Step::Ask);
+                        }
+                        TokenUse::Now | TokenUse::After(_) => {
+                            let wait = match token_use(slot, now, tau) {
+                                TokenUse::After(w) => w.as_micros() as i64,
+                                _ => 0,
+                            };
+                            calls.push(now + wait);
+                            push(&mut events, now + wait + 5_000, caller, Step::Ask);
+                        }
+                    },
+                }
+            }
+        }
+    }
+    calls.sort_unstable();
+    let busiest = calls.iter().map(|&a| calls.iter().filter(|&&b| b >= a && b < a + 1_000_000).count()).max().unwrap();
+    let span_s = (calls[calls.len() - 1] - calls[0]) as f64 / 1e6;
+    assert!(busiest <= 20, "a 1-second window held {busiest} calls");
+    assert!(calls.len() as f64 / span_s > 6.0, "{} calls in {span_s:.1} s: starved", calls.len());
+    assert!(spoiled < calls.len() / 4, "{spoiled} tokens spoiled for {} calls", calls.len());
+}
+
+#[test]
 fn a_hold_is_at_least_the_wait_and_its_jitter_grows_with_each_receive() {
     let mut rng = StdRng::seed_from_u64(7);
     assert!((1..=2).contains(&hold_secs(10, 1, &mut rng)), "at least a second, jitter 0..=1");
@@ -149,6 +254,34 @@ async fn a_rate_limited_destination_holds_the_call_past_the_burst_until_a_token_
     assert_eq!(gate.take_token(&d, now).await.unwrap(), None);
     // tat = now + 202 ms, tolerance 154 ms: free at now + 48 ms.
     assert_eq!(gate.take_token(&d, now).await.unwrap(), Some((now + 48, HoldReason::RateLimit)));
+}
+
+#[tokio::test]
+async fn a_bucket_seen_full_holds_the_delivery_at_admission_until_a_token_is_free() {
+    let gate = Gate::new(MemoryGate::default());
+    let d = destination(Some((10, 2)), None);
+    let now = 5_000_000;
+    assert_eq!(gate.admit(&d, now, 1_000).await.unwrap(), Admission::Go { probe: false, slot: None });
+    assert_eq!(gate.take_token(&d, now).await.unwrap(), None);
+    // tat = now + 101 ms, tolerance 0 (a burst of 2 less the transit allowance): the
+    // cached state says no token before then, so no claim is worth making.
+    assert_eq!(
+        gate.admit(&d, now, 1_000).await.unwrap(),
+        Admission::Hold { until_ms: now + 101, why: HoldReason::RateLimit }
+    );
+    assert_eq!(gate.admit(&d, now + 101, 1_000).await.unwrap(), Admission::Go { probe: false, slot: None });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_whose_write_came_back_long_after_its_slot_is_not_used_and_the_next_is_asked_for_later() {
+    let d = destination(Some((10, 5)), None);
+    let now = 5_000_000;
+    let slow = Gate::new(MemoryGate::with_token_latency(TOKEN_LATE_BY + Duration::from_millis(1)));
+    // The first write took longer than a late call may be: its token is not used.
+    let back = now + TOKEN_LATE_BY.as_millis() as i64 + 1;
+    assert_eq!(slow.take_token(&d, now).await.unwrap(), Some((back, HoldReason::LateToken)));
+    // The next is asked for its round trip ahead, and comes back in its slot.
+    assert_eq!(slow.take_token(&d, back + 1_000).await.unwrap(), None);
 }
 
 #[tokio::test]

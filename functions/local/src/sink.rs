@@ -110,6 +110,30 @@ impl Sink {
         axum::serve(listener, Router::new().fallback(record).with_state(self)).await
     }
 
+    /// Binds to `addr` (port 0 for any) and serves on a thread and runtime of its own,
+    /// so that the time it records for a request is when the request arrived, not when
+    /// a busy runtime shared with the callers got round to it (the rate-limit tests
+    /// measure 1-second windows from these times).
+    pub fn start_apart(self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let local = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new().name("sink".into()).spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => {
+                        if let Err(e) = self.serve(listener).await {
+                            tracing::error!(error = %e, "sink stopped");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "sink cannot listen"),
+                }
+            })
+        })?;
+        Ok(local)
+    }
+
     /// Binds to `addr` (port 0 for any) and serves in the background.
     pub async fn start(self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
