@@ -272,16 +272,22 @@ async fn a_bucket_seen_full_holds_the_delivery_at_admission_until_a_token_is_fre
     assert_eq!(gate.admit(&d, now + 101, 1_000).await.unwrap(), Admission::Go { probe: false, slot: None });
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn a_token_whose_write_came_back_long_after_its_slot_is_not_used_and_the_next_is_asked_for_later() {
     let d = destination(Some((10, 5)), None);
+    let latency = TOKEN_LATE_BY * 2;
+    let slow = Gate::new(MemoryGate::with_token_latency(latency));
     let now = 5_000_000;
-    let slow = Gate::new(MemoryGate::with_token_latency(TOKEN_LATE_BY + Duration::from_millis(1)));
     // The first write took longer than a late call may be: its token is not used.
-    let back = now + TOKEN_LATE_BY.as_millis() as i64 + 1;
-    assert_eq!(slow.take_token(&d, now).await.unwrap(), Some((back, HoldReason::LateToken)));
-    // The next is asked for its round trip ahead, and comes back in its slot.
-    assert_eq!(slow.take_token(&d, back + 1_000).await.unwrap(), None);
+    let (until, why) = slow.take_token(&d, now).await.unwrap().expect("not used");
+    assert_eq!(why, HoldReason::LateToken);
+    assert!(until >= now + latency.as_millis() as i64, "held until it came back: {until}");
+    // The next is asked for at least that round trip ahead: its slot is then.
+    let later = now + 10_000;
+    let _ = slow.take_token(&d, later).await.unwrap();
+    let (interval, _) = gcra(d.rate_limit.as_ref().unwrap());
+    let slot = slow.state("d").await.unwrap().tat_us - interval;
+    assert!(slot >= (later + latency.as_millis() as i64) * 1_000, "asked for now: slot {slot}");
 }
 
 #[tokio::test]
