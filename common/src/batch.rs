@@ -172,15 +172,25 @@ where
         }
     } else {
         let results = join_all(event.records.iter().map(|m| f(m).instrument(record_span(m)))).await;
-        for (m, r) in event.records.iter().zip(results) {
-            if r == RecordResult::Retry {
-                failures.push(failure(m.message_id.as_deref().unwrap_or_default()));
-            }
-        }
+        return (batch_response(event, &results), skipped);
     }
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures;
     (response, skipped)
+}
+
+/// The answer for a batch whose records (of a standard queue) came to `results`, in
+/// the event's order: the ones to retry reported as `batchItemFailures`.
+pub fn batch_response(event: &SqsEvent, results: &[RecordResult]) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = event
+        .records
+        .iter()
+        .zip(results)
+        .filter(|(_, r)| **r == RecordResult::Retry)
+        .map(|(m, _)| failure(m.message_id.as_deref().unwrap_or_default()))
+        .collect();
+    response
 }
 
 /// The identity of a parked message, for whatever lists or replays a DLQ: the stage

@@ -11,6 +11,11 @@ pub struct MemoryQueue {
     pub sent: Mutex<Vec<(String, OutboundMessage)>>,
     pub visibility: Mutex<Vec<(String, String, i32)>>,
     pub fail_sends: std::sync::atomic::AtomicBool,
+    /// How many `send_all` calls were made.
+    pub send_calls: std::sync::atomic::AtomicUsize,
+    /// Messages whose body contains this text are refused one by one (what a
+    /// `SendMessageBatch` with some failed entries does); the others are sent.
+    pub refuse_containing: Mutex<Option<String>>,
 }
 
 impl MemoryQueue {
@@ -28,9 +33,21 @@ impl Queue for MemoryQueue {
         }
         // What SQS would refuse, this refuses too, so handlers meet it in unit tests.
         check_all(messages)?;
+        self.send_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let refuse = self.refuse_containing.lock().expect("queue lock").clone();
         let mut sent = self.sent.lock().expect("queue lock");
-        sent.extend(messages.iter().map(|m| (queue_url.to_owned(), m.clone())));
-        Ok(())
+        let mut failed = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            match &refuse {
+                Some(text) if m.body.contains(text.as_str()) => failed.push(i),
+                _ => sent.push((queue_url.to_owned(), m.clone())),
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(QueueError::Partial { failed, reason: "InternalError: refused (test)".to_owned() })
+        }
     }
 
     async fn set_visibility(&self, queue_url: &str, receipt_handle: &str, seconds: i32) -> Result<(), QueueError> {

@@ -1,20 +1,19 @@
+use std::collections::BTreeMap;
+
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use switchyard_common::batch::{self, parked_message, process_batch, receive_count, RecordResult};
+use futures_util::future::join_all;
+use switchyard_common::batch::{self, batch_response, parked_message, receive_count, record_span, RecordResult};
 use switchyard_common::config::{Config, Flow};
 use switchyard_common::envelope::{is_header_text, sha256_hex, Delivery, Envelope, Mode};
 use switchyard_common::failure::Failure;
 use switchyard_common::ledger::{self, LedgerRecord, RecordKey, Status, RECORD_TTL};
 use switchyard_common::mapping::MappingError;
 use switchyard_common::metrics;
-use switchyard_common::queue::{delivery_message, OutboundMessage};
+use switchyard_common::queue::{delivery_message, OutboundMessage, QueueError};
 use switchyard_common::runtime::now_ms;
 use tracing::{field, info, warn, Instrument};
 
 use crate::Deps;
-
-pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
-    process_batch(&event, |m| handle_record(deps, m)).await
-}
 
 /// A flow that did not become a delivery, and why.
 #[derive(Debug)]
@@ -148,14 +147,66 @@ pub fn map_flow(config: &Config, flow: &Flow, envelope: &Envelope) -> Result<Opt
     }))
 }
 
-async fn handle_record(deps: &Deps, message: &SqsMessage) -> RecordResult {
+/// What one record of the batch came to before anything is sent: settled already
+/// (parked, acknowledged, to retry), or deliveries to enqueue with the rest.
+enum Plan<'a> {
+    Settled(RecordResult),
+    Send(Box<Planned<'a>>),
+}
+
+struct Planned<'a> {
+    message: &'a SqsMessage,
+    body: &'a str,
+    envelope: Envelope,
+    mapped: Mapped,
+    standard: Vec<OutboundMessage>,
+    ordered: Vec<OutboundMessage>,
+    span: tracing::Span,
+}
+
+/// A batch in three steps: each record mapped (no I/O unless it settles at once), then
+/// every record's deliveries in one `send_all` per queue (one `SendMessageBatch` per
+/// ten messages, not one per record), then each record's flows that became no
+/// delivery recorded or parked. A record whose messages were not all sent comes back
+/// whole; the dispatcher's claims absorb the ones that were.
+pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
+    let plans = join_all(event.records.iter().map(|m| plan(deps, m).instrument(record_span(m)))).await;
+    let sent = send_planned(deps, &plans).await;
+    // Events in, per flow (the dashboard's first column): one metric line per flow and
+    // batch, not one per delivery.
+    let mut mapped_per_flow: BTreeMap<String, u64> = BTreeMap::new();
+    for (plan, unsent) in plans.iter().zip(&sent) {
+        if let (Plan::Send(p), None) = (plan, unsent) {
+            for d in &p.mapped.deliveries {
+                *mapped_per_flow.entry(d.flow.clone()).or_default() += 1;
+            }
+        }
+    }
+    let results = join_all(plans.into_iter().zip(sent).map(|(plan, unsent)| async move {
+        match plan {
+            Plan::Settled(r) => r,
+            Plan::Send(p) => {
+                let outer = record_span(p.message);
+                let span = p.span.clone();
+                finish(deps, *p, unsent).instrument(span).instrument(outer).await
+            }
+        }
+    }))
+    .await;
+    for (flow, n) in &mapped_per_flow {
+        metrics::count("Mapped", *n, &[("Flow", flow)]);
+    }
+    batch_response(&event, &results)
+}
+
+async fn plan<'a>(deps: &Deps, message: &'a SqsMessage) -> Plan<'a> {
     let body = message.body.as_deref().unwrap_or_default();
     let envelope = match Envelope::from_json(body) {
         Ok(e) => e,
         Err(e) => {
             let failure = Failure::terminal(e.to_string());
             let dlq = dlq_message(body, &failure, None, None, message);
-            return park(deps, dlq, &failure).await;
+            return Plan::Settled(park(deps, dlq, &failure).await);
         }
     };
     let span = tracing::info_span!(
@@ -167,78 +218,128 @@ async fn handle_record(deps: &Deps, message: &SqsMessage) -> RecordResult {
         flow = field::Empty,
         destination = field::Empty,
     );
-    async {
-        let mut mapped = map_envelope(&deps.config, &envelope);
-        if let Some((n, failure)) = mapped.failed().find(|(_, f)| !f.is_terminal()) {
-            warn!(flow = %n.flow, reason = %failure.reason, "cannot map now; will retry");
-            return RecordResult::Retry;
+    match span.in_scope(|| prepare(&deps.config, envelope)) {
+        Prepared::Retry => Plan::Settled(RecordResult::Retry),
+        Prepared::Unmatched(record) => Plan::Settled(record_or_retry(deps, &record).instrument(span).await),
+        Prepared::Send { envelope, mapped, standard, ordered } => {
+            Plan::Send(Box::new(Planned { message, body, envelope, mapped, standard, ordered, span }))
         }
-        if mapped.deliveries.is_empty() && mapped.not_mapped.is_empty() {
-            info!("no flow for this event type; acknowledged");
-            metrics::count("UnmatchedEvents", 1, &[("Source", envelope.source_name())]);
-            let mut record = decision(&envelope, RecordKey::mapper(envelope.source_name(), &envelope.id));
-            record.summary = Some(format!("no flow wants event type {:?}", envelope.event_type));
-            return record_or_retry(deps, &record).await;
-        }
-        let (mut standard, mut ordered) = (Vec::new(), Vec::new());
-        let mut sendable = Vec::with_capacity(mapped.deliveries.len());
-        for d in std::mem::take(&mut mapped.deliveries) {
-            let mut m = match delivery_message(&d) {
-                Ok(m) => m,
-                Err(failure) => {
-                    // Terminal for this flow only; the other flows' deliveries still go.
-                    mapped.not_mapped.push(NotMapped {
-                        flow: d.flow.clone(),
-                        version: d.flow_version,
-                        destination: d.destination.clone(),
-                        entity: d.entity.clone(),
-                        failure: Some(failure),
-                    });
-                    continue;
-                }
-            };
-            match &d.ordering_key {
-                Some(key) => {
-                    // SQS limits both ids to 128 characters of a restricted set: hash them.
-                    m.group_id = Some(sha256_hex(key.as_bytes()));
-                    m.dedup_id = Some(sha256_hex(d.delivery_id.as_bytes()));
-                    ordered.push(m);
-                }
-                None => standard.push(m),
-            }
-            sendable.push(d);
-        }
-        mapped.deliveries = sendable;
-        let sent = async {
-            if !standard.is_empty() {
-                deps.queue.send_all(&deps.dispatch_queue_url, &standard).await?;
-            }
-            if !ordered.is_empty() {
-                deps.queue.send_all(&deps.dispatch_fifo_queue_url, &ordered).await?;
-            }
-            Ok::<(), switchyard_common::queue::QueueError>(())
-        };
-        if let Err(e) = sent.await {
-            // The whole envelope comes back; the dispatcher's claims absorb the repeats.
-            warn!(error = %e, "could not enqueue deliveries; will retry");
-            return RecordResult::Retry;
-        }
-        for d in &mapped.deliveries {
-            info!(flow = %d.flow, destination = %d.destination, "mapped");
-            // Events in, per flow (the dashboard's first column).
-            metrics::count("Mapped", 1, &[("Flow", &d.flow)]);
-        }
-        let mut result = RecordResult::Done;
-        for n in &mapped.not_mapped {
-            let span = tracing::info_span!("flow", flow = %n.flow, destination = %n.destination);
-            if settle(deps, &envelope, body, n, message).instrument(span).await == RecordResult::Retry {
-                result = RecordResult::Retry;
-            }
-        }
-        result
     }
-    .instrument(span)
-    .await
+}
+
+enum Prepared {
+    Retry,
+    /// No flow wants the event: its decision to record.
+    Unmatched(Box<LedgerRecord>),
+    Send { envelope: Envelope, mapped: Mapped, standard: Vec<OutboundMessage>, ordered: Vec<OutboundMessage> },
+}
+
+/// The mapping of one envelope and its deliveries' queue messages (no I/O).
+fn prepare(config: &Config, envelope: Envelope) -> Prepared {
+    let mut mapped = map_envelope(config, &envelope);
+    if let Some((n, failure)) = mapped.failed().find(|(_, f)| !f.is_terminal()) {
+        warn!(flow = %n.flow, reason = %failure.reason, "cannot map now; will retry");
+        return Prepared::Retry;
+    }
+    if mapped.deliveries.is_empty() && mapped.not_mapped.is_empty() {
+        info!("no flow for this event type; acknowledged");
+        metrics::count("UnmatchedEvents", 1, &[("Source", envelope.source_name())]);
+        let mut record = decision(&envelope, RecordKey::mapper(envelope.source_name(), &envelope.id));
+        record.summary = Some(format!("no flow wants event type {:?}", envelope.event_type));
+        return Prepared::Unmatched(Box::new(record));
+    }
+    let (mut standard, mut ordered) = (Vec::new(), Vec::new());
+    let mut sendable = Vec::with_capacity(mapped.deliveries.len());
+    for d in std::mem::take(&mut mapped.deliveries) {
+        let mut m = match delivery_message(&d) {
+            Ok(m) => m,
+            Err(failure) => {
+                // Terminal for this flow only; the other flows' deliveries still go.
+                mapped.not_mapped.push(NotMapped {
+                    flow: d.flow.clone(),
+                    version: d.flow_version,
+                    destination: d.destination.clone(),
+                    entity: d.entity.clone(),
+                    failure: Some(failure),
+                });
+                continue;
+            }
+        };
+        match &d.ordering_key {
+            Some(key) => {
+                // SQS limits both ids to 128 characters of a restricted set: hash them.
+                m.group_id = Some(sha256_hex(key.as_bytes()));
+                m.dedup_id = Some(sha256_hex(d.delivery_id.as_bytes()));
+                ordered.push(m);
+            }
+            None => standard.push(m),
+        }
+        sendable.push(d);
+    }
+    mapped.deliveries = sendable;
+    Prepared::Send { envelope, mapped, standard, ordered }
+}
+
+/// Sends every planned record's messages, one `send_all` per queue; for each plan,
+/// `None` when all of its messages were sent, else why not.
+async fn send_planned(deps: &Deps, plans: &[Plan<'_>]) -> Vec<Option<String>> {
+    let mut unsent = vec![None; plans.len()];
+    for (url, fifo) in [(&deps.dispatch_queue_url, false), (&deps.dispatch_fifo_queue_url, true)] {
+        let of = |p: &Planned<'_>| if fifo { p.ordered.clone() } else { p.standard.clone() };
+        // Each message's owner: the plan it came from.
+        let (mut messages, mut owners) = (Vec::new(), Vec::new());
+        for (i, plan) in plans.iter().enumerate() {
+            if let Plan::Send(p) = plan {
+                let mine = of(p);
+                owners.extend(std::iter::repeat_n(i, mine.len()));
+                messages.extend(mine);
+            }
+        }
+        if messages.is_empty() {
+            continue;
+        }
+        // Each event's own line says what happened to it (`finish`).
+        match deps.queue.send_all(url, &messages).await {
+            Ok(()) => {}
+            Err(QueueError::Partial { failed, reason }) => {
+                for index in failed {
+                    if let Some(&owner) = owners.get(index) {
+                        unsent[owner] = Some(reason.clone());
+                    }
+                }
+            }
+            Err(e) => {
+                // Nothing of this queue's share is known to be sent: every event with
+                // a message in it comes back.
+                for &owner in &owners {
+                    unsent[owner] = Some(e.to_string());
+                }
+            }
+        }
+    }
+    unsent
+}
+
+/// A planned record once its messages were sent (or not): the flows that became no
+/// delivery are recorded or parked.
+async fn finish(deps: &Deps, p: Planned<'_>, unsent: Option<String>) -> RecordResult {
+    if let Some(error) = unsent {
+        // The whole envelope comes back; the dispatcher's claims absorb the repeats.
+        warn!(error = %error, "could not enqueue deliveries; will retry");
+        return RecordResult::Retry;
+    }
+    let Planned { message, body, envelope, mapped, .. } = p;
+    for d in &mapped.deliveries {
+        info!(flow = %d.flow, destination = %d.destination, "mapped");
+    }
+    let mut result = RecordResult::Done;
+    for n in &mapped.not_mapped {
+        let span = tracing::info_span!("flow", flow = %n.flow, destination = %n.destination);
+        if settle(deps, &envelope, body, n, message).instrument(span).await == RecordResult::Retry {
+            result = RecordResult::Retry;
+        }
+    }
+    result
 }
 
 fn dlq_message(

@@ -175,6 +175,39 @@ async fn one_bad_envelope_does_not_hold_back_its_neighbours() {
     assert_eq!(queue.sent_to(DLQ).len(), 1);
 }
 
+#[tokio::test]
+async fn a_batch_of_ten_envelopes_is_enqueued_in_one_send_not_one_per_envelope() {
+    let (deps, queue) = deps();
+    let bodies: Vec<String> = (0..10)
+        .map(|i| {
+            let mut data = fixture("stripe/payment_intent.succeeded.json");
+            data["id"] = json!(format!("evt_{i}"));
+            serde_json::to_string(&envelope("stripe", data)).unwrap()
+        })
+        .collect();
+    let r = handle(&deps, sqs_event(&bodies)).await;
+    assert!(r.batch_item_failures.is_empty());
+    assert_eq!(queue.sent_to(DISPATCH).len(), 10);
+    assert_eq!(queue.send_calls.load(Ordering::SeqCst), 1, "one send_all for the whole batch");
+}
+
+#[tokio::test]
+async fn an_envelope_whose_delivery_the_queue_refused_comes_back_and_its_neighbours_do_not() {
+    let (deps, queue) = deps();
+    let good = |id: &str| {
+        let mut data = fixture("stripe/payment_intent.succeeded.json");
+        data["id"] = json!(id);
+        serde_json::to_string(&envelope("stripe", data)).unwrap()
+    };
+    *queue.refuse_containing.lock().unwrap() = Some("evt_refused".to_owned());
+    let r = handle(&deps, sqs_event(&[good("evt_a"), good("evt_refused"), good("evt_b")])).await;
+    let failed: Vec<&str> = r.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, ["m1"], "only the refused envelope is retried");
+    let sent: Vec<String> = queue.sent_to(DISPATCH).iter().map(|m| m.body.clone()).collect();
+    assert_eq!(sent.len(), 2);
+    assert!(sent.iter().all(|b| !b.contains("evt_refused")));
+}
+
 #[test]
 fn a_dark_or_off_flow_is_handled_by_mode() {
     let (deps, _) = deps();
