@@ -3,6 +3,9 @@
 #   make run          moto + the local runner on http://127.0.0.1:3000/hooks/{source}
 #   make test         IaC lint/scan, fmt, clippy, cargo test, Lambda runtime smoke test
 #   make soak         chaos soak: SOAK_EVENTS (10000) events, runner SIGKILLed twice, flaky destination; prints the tally
+#   make bench        criterion benches, the DLQ listing bench, bench-pipeline and cost
+#   make bench-pipeline  BENCH_N (1000) events through release builds: CPU, AWS calls, write units, logs per event
+#   make cost         $ per million delivered events and an idle stage's floor (infra/prices.toml)
 #   make fuzz         every cargo-fuzz target for FUZZ_RUNS iterations (nightly; FUZZ_MAX_SECS caps each)
 #   make stack-up     moto on ENDPOINT (http://127.0.0.1:4566) with queues, table, secrets (.local/stack.json)
 #   make stack-down   stop it
@@ -49,7 +52,7 @@ if [ -f $(MOTO_PID) ]; then \
 fi
 endef
 
-.PHONY: help venv venv-checkov stack-up stack-down run test lint-iac lambda-smoke soak bench bench-dlq fuzz build clean-local
+.PHONY: help venv venv-checkov stack-up stack-down run test lint-iac lambda-smoke soak bench bench-dlq bench-pipeline cost fuzz build clean-local
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -144,8 +147,32 @@ lambda-smoke: $(VENV)/.stamp
 	  || { echo "lambda-smoke: expected statusCode 404 for an unknown source"; exit 1; }; \
 	echo "lambda-smoke: ok"
 
-bench: bench-dlq
+bench: bench-dlq bench-pipeline cost
 	cargo bench -p switchyard-common
+
+# What one delivered event costs (README, "Cost of an event"): BENCH_N signed events
+# through the release binaries of the three functions under the project's Lambda
+# Runtime API emulator, with a counting proxy in front of a moto of its own; once at
+# each batch size of BENCH_BATCHES. Figures printed and written to
+# .local/bench/pipeline-b<batch>.json for `make cost`. The bench harness itself is a
+# debug build (its CPU is not counted); the functions are release builds.
+BENCH_N ?= 1000
+BENCH_BATCHES ?= 10 1
+FUNCTIONS := -p switchyard-intake -p switchyard-mapper -p switchyard-dispatcher
+
+bench-pipeline: $(VENV)/.stamp
+	cargo build --release $(FUNCTIONS) --bins
+	cargo build -p switchyard-e2e --bin pipeline-bench
+	for b in $(BENCH_BATCHES); do \
+	  BENCH_N=$(BENCH_N) BENCH_BATCH=$$b BENCH_BIN_DIR=$(TARGET_DIR)/release SWITCHYARD_VENV=$(CURDIR)/$(VENV) \
+	    $(AWS_TEST_ENV) $(TARGET_DIR)/debug/pipeline-bench || exit 1; \
+	done
+
+# $ per million delivered events by line item, and an idle stage's monthly floor,
+# from the figures of `make bench-pipeline` and the dated prices in infra/prices.toml.
+cost: $(VENV)/.stamp
+	@ls .local/bench/pipeline-b*.json >/dev/null 2>&1 || $(MAKE) bench-pipeline
+	$(VENV)/bin/python infra/cost.py
 
 # `switchyard-ops dlq list --flow F --reason TEXT` over 10,000 parked deliveries
 # (DLQ_BENCH_N), from the ledger's parked index and with --scan; checks the DLQ is

@@ -23,6 +23,8 @@ use switchyard_local::sink::Sink;
 use switchyard_local::stack::Stack;
 use tokio::process::{Child, Command};
 
+pub mod lambda;
+pub mod proxy;
 pub mod runner;
 
 pub mod soak;

@@ -50,8 +50,10 @@ pub async fn serve_with(
     let mut child = cmd.spawn().expect("start the runner");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut banner = Banner { intake: String::new(), sink: String::new(), routes: Vec::new() };
+    let mut seen = Vec::new();
     let read = async {
         while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push(line.clone());
             let line = line.trim();
             if let Some(url) = line.strip_prefix("intake:") {
                 banner.intake = url.trim().replace("/hooks/{source}", "");
@@ -64,7 +66,7 @@ pub async fn serve_with(
                 return;
             }
         }
-        panic!("the runner ended before its banner was complete");
+        panic!("the runner ended before its banner was complete:\n{}", seen.join("\n"));
     };
     tokio::time::timeout(Duration::from_secs(60), read).await.expect("banner within 60 s");
     (child, banner)

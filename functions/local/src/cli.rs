@@ -93,7 +93,7 @@ async fn serve(args: &Args, mut config: Config) -> Result<(), String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     }
     let sink_addr =
-        Sink::new(Some(sink_file.clone())).start(addr("sink", DEFAULT_SINK)?).await.map_err(|e| e.to_string())?;
+        Sink::to_file(sink_file.clone()).start(addr("sink", DEFAULT_SINK)?).await.map_err(|e| e.to_string())?;
     // Destinations as a deployed function resolves them (plus: the example ones follow the sink).
     let routes = destinations::resolve(&mut config, sink_addr).map_err(|e| e.to_string())?;
     let sdk = runtime::aws_config().await;

@@ -34,31 +34,43 @@ async fn handle(State(deps): State<Arc<Deps>>, req: Request) -> Response {
     let Ok(bytes) = to_bytes(body, GATEWAY_LIMIT).await else {
         return plain(413, "request entity too large");
     };
+    let event = gateway_event(parts.method, &parts.uri, parts.headers, &bytes);
+    // The function's timeout in the template is 10 s.
+    to_http(switchyard_intake::handle(&deps, event, now_ms() + 10_000).await)
+}
+
+/// The payload-v2 event API Gateway's HTTP API builds for a request to
+/// `/hooks/{source}` (the benchmarks invoke the intake binary with it).
+pub fn gateway_event(
+    method: http::Method,
+    uri: &http::Uri,
+    headers: http::HeaderMap,
+    bytes: &[u8],
+) -> ApiGatewayV2httpRequest {
     let mut event = ApiGatewayV2httpRequest::default();
     event.version = Some("2.0".to_owned());
-    event.raw_path = Some(parts.uri.path().to_owned());
-    event.raw_query_string = Some(parts.uri.query().unwrap_or_default().to_owned());
+    event.raw_path = Some(uri.path().to_owned());
+    event.raw_query_string = Some(uri.query().unwrap_or_default().to_owned());
     event.route_key = Some("POST /hooks/{source}".to_owned());
-    if let Some(source) = parts.uri.path().strip_prefix("/hooks/") {
+    if let Some(source) = uri.path().strip_prefix("/hooks/") {
         if !source.is_empty() && !source.contains('/') {
             event.path_parameters.insert("source".to_owned(), source.to_owned());
         }
     }
-    event.headers = parts.headers;
-    event.request_context.http.method = parts.method;
-    event.request_context.http.path = Some(parts.uri.path().to_owned());
+    event.headers = headers;
+    event.request_context.http.method = method;
+    event.request_context.http.path = Some(uri.path().to_owned());
     event.request_context.request_id = Some(uuid_like());
     event.request_context.time_epoch = now_ms();
     // API Gateway base64-encodes bodies that are not valid UTF-8 text.
     match String::from_utf8(bytes.to_vec()) {
         Ok(text) => event.body = Some(text),
         Err(_) => {
-            event.body = Some(base64::engine::general_purpose::STANDARD.encode(&bytes));
+            event.body = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
             event.is_base64_encoded = true;
         }
     }
-    // The function's timeout in the template is 10 s.
-    to_http(switchyard_intake::handle(&deps, event, now_ms() + 10_000).await)
+    event
 }
 
 fn uuid_like() -> String {

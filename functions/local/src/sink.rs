@@ -1,7 +1,7 @@
 //! A destination that records every request it receives and answers from a script:
 //! the example CRM of `make run`, and the misbehaving API of the end-to-end tests.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +57,22 @@ struct Inner {
     /// A header every request must carry with this value, else 401 (an API key).
     required: Option<(String, String)>,
     file: Option<PathBuf>,
+    /// What is kept in memory of each request (the file, if any, has them all).
+    keep: Keep,
+    /// With [`Keep::Keys`]: how many requests each `Idempotency-Key` arrived in.
+    keys: HashMap<String, u32>,
+}
+
+/// What a sink keeps in memory of the requests it received.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+enum Keep {
+    /// Every request (the tests look at them).
+    #[default]
+    All,
+    /// Nothing: a long run's memory does not grow (`make run` has the file).
+    Nothing,
+    /// Only a count per `Idempotency-Key` (the benchmarks check exactly-once with it).
+    Keys,
 }
 
 /// Where the sink answers as an OAuth2 token endpoint (client credentials).
@@ -69,11 +85,28 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// A sink answering 201 to everything, appending to `file` if given.
-    pub fn new(file: Option<PathBuf>) -> Self {
+    /// A sink answering 201 to everything and appending each request to `file`,
+    /// keeping none of them in memory (the local runner's, which runs for days).
+    pub fn to_file(file: PathBuf) -> Self {
         let sink = Self::default();
-        sink.inner.lock().expect("sink lock").file = file;
+        let mut inner = sink.inner.lock().expect("sink lock");
+        inner.file = Some(file);
+        inner.keep = Keep::Nothing;
+        drop(inner);
         sink
+    }
+
+    /// A sink answering 201 to everything that keeps only how many requests each
+    /// `Idempotency-Key` arrived in ([`Sink::key_counts`]).
+    pub fn counting_keys() -> Self {
+        let sink = Self::default();
+        sink.inner.lock().expect("sink lock").keep = Keep::Keys;
+        sink
+    }
+
+    /// How many requests carried each `Idempotency-Key` (with [`Sink::counting_keys`]).
+    pub fn key_counts(&self) -> HashMap<String, u32> {
+        self.inner.lock().expect("sink lock").keys.clone()
     }
 
     /// The next answers, in order.
@@ -185,7 +218,16 @@ async fn record(State(sink): State<Sink>, req: Request) -> Response {
                 let _ = writeln!(f, "{line}");
             }
         }
-        inner.received.push(received);
+        match inner.keep {
+            Keep::All => inner.received.push(received),
+            Keep::Nothing => {}
+            Keep::Keys => {
+                if let Some(key) = received.header("idempotency-key") {
+                    let key = key.to_owned();
+                    *inner.keys.entry(key).or_default() += 1;
+                }
+            }
+        }
         reply
     };
     let mut body = r#"{"ok":true}"#.to_owned();
