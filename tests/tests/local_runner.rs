@@ -58,3 +58,94 @@ async fn a_destination_url_variable_takes_the_deliveries_and_the_banner_names_it
     assert!(arrived, "the delivery reached {url}, where the banner said it would go");
     assert!(sink_lines(&dir).is_empty(), "nothing went to the runner's own sink");
 }
+
+/// Intake's one ledger write comes after the enqueue. An intake killed between the
+/// two (SIGKILL while that write is on its way) has put the event on the queue and
+/// written nothing: the provider, which got no answer, retries; the retry is accepted
+/// (202, not "in progress" and not a duplicate), and the two envelopes on the queue
+/// make one call at the destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intake_killed_between_its_enqueue_and_its_ledger_write_accepts_the_retry_and_delivers_once() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use switchyard_common::ledger::{RecordKey, Status};
+    use switchyard_e2e::proxy::{Hold, Tally};
+
+    let aws = LocalAws::start().await;
+    let holding = Arc::new(AtomicBool::new(true));
+    let flag = holding.clone();
+    let hold: Hold = Arc::new(move |service: &str, operation: &str, body: &[u8]| {
+        let text = String::from_utf8_lossy(body);
+        flag.load(Ordering::SeqCst)
+            && service == "dynamodb"
+            && operation == "UpdateItem"
+            && text.contains("\"INTAKE\"")
+            && text.contains("COMPLETED")
+    });
+    let tally = Tally::default();
+    let (proxy, held) = tally.listen_holding("runner", &aws.endpoint, Some(hold)).await.unwrap();
+    let dir = work_dir("intake-kill");
+    let endpoint = [("AWS_ENDPOINT_URL", format!("http://{proxy}"))];
+    let (mut runner, banner) = serve(&aws, &dir, &endpoint, false).await;
+
+    let event_id = "evt_intake_killed";
+    let body = stripe_payment(event_id).to_string();
+    let post = |intake: String, body: String| async move {
+        let headers = sign(
+            &Scheme::Stripe,
+            &SigningSecret::new(local_secret("source/stripe")),
+            body.as_bytes(),
+            now_ms() / 1000,
+            "",
+        )
+        .unwrap();
+        let mut req = reqwest::Client::new().post(format!("{intake}/hooks/stripe")).body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send().await.map(|r| r.status().as_u16())
+    };
+    let first = tokio::spawn(post(banner.intake.clone(), body.clone()));
+    let reached = eventually(Duration::from_secs(30), async || held.load(Ordering::SeqCst) > 0).await;
+    assert!(reached, "intake never reached its ledger write");
+    runner.kill().await.unwrap(); // SIGKILL
+    assert!(first.await.unwrap().is_err(), "the killed intake answered nothing");
+    // The event was enqueued before the write that was held (the only envelope there
+    // is came from it; the mapper's sends follow from receiving it).
+    let sends: u64 =
+        tally.snapshot().iter().filter(|((_, _, op), _)| op == "SendMessageBatch").map(|(_, c)| c.calls).sum();
+    assert!(sends >= 1, "intake enqueued the event before its ledger write");
+    // (The killed runner's own mapper and dispatcher may have delivered it already.)
+    let history = aws.history("stripe", event_id).await;
+    assert!(history.iter().all(|r| r.key.sk != "INTAKE"), "intake wrote nothing before the kill: {history:?}");
+
+    holding.store(false, Ordering::SeqCst);
+    let (_runner, banner) = serve(&aws, &dir, &endpoint, false).await;
+    let retry = post(banner.intake.clone(), body).await.unwrap();
+    assert_eq!(retry, 202, "the provider's retry is accepted");
+
+    // Calls at the destination for this event (its one Idempotency-Key).
+    let calls = |lines: &[serde_json::Value]| lines.iter().filter(|l| l["path"] == "/api/contacts").count();
+    let delivered = eventually(Duration::from_secs(60), async || calls(&sink_lines(&dir)) >= 1).await;
+    assert!(delivered, "the event was delivered after the restart");
+    // Both envelopes (the killed intake's and the retry's) are through once the
+    // queues are empty; a message the killed runner had received comes back after
+    // its visibility timeout (120 s).
+    let drained = eventually(Duration::from_secs(180), async || {
+        aws.visible_and_in_flight(&aws.stack.ingest_queue_url).await == (0, 0)
+            && aws.visible_and_in_flight(&aws.stack.dispatch_queue_url).await == (0, 0)
+    })
+    .await;
+    assert!(
+        drained,
+        "the queues drained: ingest {:?}, dispatch {:?}",
+        aws.visible_and_in_flight(&aws.stack.ingest_queue_url).await,
+        aws.visible_and_in_flight(&aws.stack.dispatch_queue_url).await
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(calls(&sink_lines(&dir)), 1, "one call at the destination for two envelopes");
+    let history = aws.history("stripe", event_id).await;
+    let intake = history.iter().find(|r| r.key == RecordKey::intake("stripe", event_id)).expect("intake record");
+    assert_eq!(intake.status, Status::Completed);
+    assert_eq!(intake.attempts, 1, "one accepted write");
+}

@@ -28,6 +28,100 @@ impl DynamoLedger {
         Self { client, table: table.into() }
     }
 
+    /// A claim; with `done`, one that lands `COMPLETED` with that summary (and its log
+    /// entry) in the same conditional write: intake's only write for an event.
+    async fn claim_as(&self, request: &ClaimRequest, done: Option<&str>) -> Result<ClaimOutcome, LedgerError> {
+        let mut update = String::from(
+            "SET #st = :st, payload_hash = :h, expires_at = :exp, updated_at = :now, \
+             created_at = if_not_exists(created_at, :now), attempts = if_not_exists(attempts, :zero) + :one, \
+             correlation_id = :cid",
+        );
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&request.key.pk))
+            .key("sk", s(&request.key.sk))
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at <= :now_s OR \
+                 (payload_hash = :h AND (#st = :failed OR (#st = :ip AND ipx < :now)))",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":ip", s(Status::InProgress.as_str()))
+            .expression_attribute_values(":failed", s(Status::Failed.as_str()))
+            .expression_attribute_values(":h", s(&request.payload_hash))
+            .expression_attribute_values(":exp", n(request.expires_at_s))
+            .expression_attribute_values(":now", n(request.now_ms))
+            .expression_attribute_values(":now_s", n(request.now_ms / 1000))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":cid", s(&request.correlation_id));
+        match done {
+            None => {
+                update.push_str(", ipx = :ipx");
+                req = req
+                    .expression_attribute_values(":st", s(Status::InProgress.as_str()))
+                    .expression_attribute_values(":ipx", n(request.in_progress_until_ms));
+            }
+            Some(summary) => {
+                let entry = log_entry(request.now_ms, Status::Completed, None, summary);
+                update.push_str(", summary = :sum, #log = list_append(if_not_exists(#log, :empty), :entry)");
+                req = req
+                    .expression_attribute_names("#log", "log")
+                    .expression_attribute_values(":st", s(Status::Completed.as_str()))
+                    .expression_attribute_values(":sum", s(summary))
+                    .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+                    .expression_attribute_values(":entry", AttributeValue::L(vec![s(&entry)]));
+            }
+        }
+        if let Some(flow) = &request.flow {
+            update.push_str(", flow = :flow");
+            req = req.expression_attribute_values(":flow", s(flow));
+        }
+        if let Some(dest) = &request.destination {
+            update.push_str(", destination = :dest");
+            req = req.expression_attribute_values(":dest", s(dest));
+        }
+        if let Some(entity) = &request.entity {
+            update.push_str(", ekey = :ekey");
+            req = req.expression_attribute_values(":ekey", s(entity));
+        }
+        if request.index_correlation {
+            update.push_str(", corr = :cid");
+        }
+        if done.is_some() {
+            // A lapsed claim taken over leaves no lease behind.
+            update.push_str(" REMOVE ipx");
+        }
+        let result = req
+            .update_expression(update)
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let attempt = out.attributes().and_then(|a| get_n(a, "attempts")).unwrap_or(1);
+                let log = out.attributes().and_then(|a| a.get("log")).and_then(|l| l.as_l().ok());
+                let unknown = log.map_or(0, |l| unknown_outcomes(l.iter().filter_map(|v| v.as_s().ok())));
+                Ok(ClaimOutcome::Claimed { attempt: attempt.try_into().unwrap_or(1), unknown_outcomes: unknown })
+            }
+            Err(SdkError::ServiceError(ctx))
+                if matches!(ctx.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                let UpdateItemError::ConditionalCheckFailedException(e) = ctx.err() else { unreachable!() };
+                let old = e.item().ok_or_else(|| {
+                    LedgerError::Unavailable("conditional check failed without the old item".to_owned())
+                })?;
+                let existing = record_from_item(old)?;
+                // The write was refused, so the old record must be a live conflict; if
+                // the state machine disagrees (clock skew between writers) retry later.
+                Ok(conflict_outcome(&existing, request).unwrap_or(ClaimOutcome::InProgress))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     async fn finish(
         &self,
         key: &RecordKey,
@@ -294,73 +388,27 @@ fn record_from_item(item: &Item) -> Result<LedgerRecord, LedgerError> {
 #[async_trait]
 impl IdempotencyStore for DynamoLedger {
     async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome, LedgerError> {
-        let mut update = String::from(
-            "SET #st = :ip, ipx = :ipx, payload_hash = :h, expires_at = :exp, updated_at = :now, \
-             created_at = if_not_exists(created_at, :now), attempts = if_not_exists(attempts, :zero) + :one, \
-             correlation_id = :cid",
-        );
-        let mut req = self
+        self.claim_as(request, None).await
+    }
+
+    async fn accept(&self, request: &ClaimRequest, summary: &str) -> Result<ClaimOutcome, LedgerError> {
+        self.claim_as(request, Some(summary)).await
+    }
+
+    async fn check(&self, request: &ClaimRequest) -> Result<Option<ClaimOutcome>, LedgerError> {
+        let out = self
             .client
-            .update_item()
+            .get_item()
             .table_name(&self.table)
             .key("pk", s(&request.key.pk))
             .key("sk", s(&request.key.sk))
-            .condition_expression(
-                "attribute_not_exists(pk) OR expires_at <= :now_s OR \
-                 (payload_hash = :h AND (#st = :failed OR (#st = :ip AND ipx < :now)))",
-            )
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":ip", s(Status::InProgress.as_str()))
-            .expression_attribute_values(":failed", s(Status::Failed.as_str()))
-            .expression_attribute_values(":ipx", n(request.in_progress_until_ms))
-            .expression_attribute_values(":h", s(&request.payload_hash))
-            .expression_attribute_values(":exp", n(request.expires_at_s))
-            .expression_attribute_values(":now", n(request.now_ms))
-            .expression_attribute_values(":now_s", n(request.now_ms / 1000))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":cid", s(&request.correlation_id));
-        if let Some(flow) = &request.flow {
-            update.push_str(", flow = :flow");
-            req = req.expression_attribute_values(":flow", s(flow));
-        }
-        if let Some(dest) = &request.destination {
-            update.push_str(", destination = :dest");
-            req = req.expression_attribute_values(":dest", s(dest));
-        }
-        if let Some(entity) = &request.entity {
-            update.push_str(", ekey = :ekey");
-            req = req.expression_attribute_values(":ekey", s(entity));
-        }
-        if request.index_correlation {
-            update.push_str(", corr = :cid");
-        }
-        let result = req
-            .update_expression(update)
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .consistent_read(true)
             .send()
-            .await;
-        match result {
-            Ok(out) => {
-                let attempt = out.attributes().and_then(|a| get_n(a, "attempts")).unwrap_or(1);
-                let log = out.attributes().and_then(|a| a.get("log")).and_then(|l| l.as_l().ok());
-                let unknown = log.map_or(0, |l| unknown_outcomes(l.iter().filter_map(|v| v.as_s().ok())));
-                Ok(ClaimOutcome::Claimed { attempt: attempt.try_into().unwrap_or(1), unknown_outcomes: unknown })
-            }
-            Err(SdkError::ServiceError(ctx))
-                if matches!(ctx.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                let UpdateItemError::ConditionalCheckFailedException(e) = ctx.err() else { unreachable!() };
-                let old = e.item().ok_or_else(|| {
-                    LedgerError::Unavailable("conditional check failed without the old item".to_owned())
-                })?;
-                let existing = record_from_item(old)?;
-                // The write was refused, so the old record must be a live conflict; if
-                // the state machine disagrees (clock skew between writers) retry later.
-                Ok(conflict_outcome(&existing, request).unwrap_or(ClaimOutcome::InProgress))
-            }
-            Err(e) => Err(unavailable(e)),
+            .await
+            .map_err(unavailable)?;
+        match out.item() {
+            Some(item) => Ok(conflict_outcome(&record_from_item(item)?, request)),
+            None => Ok(None),
         }
     }
 

@@ -94,6 +94,21 @@ impl IdempotencyStore for MemoryLedger {
         Ok(ClaimOutcome::Claimed { attempt, unknown_outcomes: unknown })
     }
 
+    async fn accept(&self, request: &ClaimRequest, summary: &str) -> Result<ClaimOutcome, LedgerError> {
+        let outcome = self.claim(request).await?;
+        if matches!(outcome, ClaimOutcome::Claimed { .. }) {
+            // One write in DynamoDB; two here, which the unit tests that use this
+            // ledger never race.
+            self.complete(&request.key, summary, request.now_ms).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn check(&self, request: &ClaimRequest) -> Result<Option<ClaimOutcome>, LedgerError> {
+        let records = self.records.lock().expect("ledger lock");
+        Ok(records.get(&(request.key.pk.clone(), request.key.sk.clone())).and_then(|r| conflict_outcome(r, request)))
+    }
+
     async fn complete(&self, key: &RecordKey, summary: &str, now_ms: i64) -> Result<(), LedgerError> {
         self.finish(key, Status::Completed, now_ms, |r| {
             r.summary = Some(summary.to_owned());

@@ -296,6 +296,13 @@ pub enum LedgerError {
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
     async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome, LedgerError>;
+    /// A claim that lands finished: under the same conditions as [`claim`](Self::claim),
+    /// the record is written `COMPLETED` with `summary` in one write. Intake's only
+    /// write for an event, made once the event is on the queue.
+    async fn accept(&self, request: &ClaimRequest, summary: &str) -> Result<ClaimOutcome, LedgerError>;
+    /// What a claim of `request` would meet, from a strongly consistent read (no
+    /// write): `Some` the conflict it would be refused with, `None` claimable.
+    async fn check(&self, request: &ClaimRequest) -> Result<Option<ClaimOutcome>, LedgerError>;
     async fn complete(&self, key: &RecordKey, summary: &str, now_ms: i64) -> Result<(), LedgerError>;
     /// Takes back claim number `attempt` that made no call (the destination's rate
     /// limit held it back): not an attempt, so it is not counted. Does nothing if the

@@ -3,7 +3,6 @@ use base64::Engine as _;
 use serde_json::Value;
 use switchyard_common::config::Source;
 use switchyard_common::envelope::{sha256_hex, Envelope};
-use switchyard_common::failure::FailureClass;
 use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey};
 use switchyard_common::queue::{is_sqs_char, OutboundMessage, Unsendable};
 use switchyard_common::runtime::{now_ms, rfc3339};
@@ -118,40 +117,59 @@ async fn handle_in_span(
         // One entry per event in the correlation index: `switchyard-ops find --correlation`.
         index_correlation: true,
     };
-    match deps.ledger.claim(&claim).await {
-        Ok(ClaimOutcome::Claimed { .. }) => {}
-        Ok(ClaimOutcome::AlreadyCompleted { .. } | ClaimOutcome::AlreadyParked { .. }) => {
-            info!("duplicate");
-            return duplicate(&event_id);
-        }
-        Ok(ClaimOutcome::InProgress) => {
-            return error(409, "in_progress", "this event is being accepted right now; retry later");
-        }
-        Ok(ClaimOutcome::PayloadMismatch) => {
-            warn!("same event id, different body");
-            return error(409, "payload_mismatch", "this event id was accepted with a different body");
-        }
+    // Intake's one write comes after the enqueue (below): a read first answers the
+    // event's repeats without queueing them again.
+    match deps.ledger.check(&claim).await {
+        Ok(None) => {}
+        Ok(Some(outcome)) => return refused(outcome, &event_id),
         Err(e) => {
             warn!(error = %e, "ledger unavailable; provider will retry");
             return error(503, "unavailable", "try again later");
         }
     }
-
     if let Err(e) = deps.queue.send(&deps.ingest_queue_url, &message).await {
-        // Not durably accepted: give the claim back so the provider's retry is not
-        // taken for a duplicate. If even that fails, the claim lapses at the deadline.
+        // Nothing was written: the provider's retry meets a clean slate.
         warn!(error = %e, "enqueue failed; provider will retry");
-        if let Err(e) = deps.ledger.release(&key, FailureClass::Transient, "enqueue failed", now_ms()).await {
-            warn!(error = %e, "could not release the claim; it lapses at the deadline");
-        }
         return error(503, "unavailable", "try again later");
     }
-    if let Err(e) = deps.ledger.complete(&key, "enqueued", now_ms()).await {
-        // The event is on the queue; downstream claims deduplicate a re-send.
-        warn!(error = %e, "could not mark the intake claim completed");
+    // On the queue: the event is accepted whatever the ledger says now. An intake that
+    // dies before this write, or a ledger that refuses it, leaves no record: the
+    // provider's retry (if any) is enqueued again and the mapper's deliveries are
+    // deduplicated by the dispatcher's claims.
+    match deps.ledger.accept(&claim, "enqueued").await {
+        Ok(ClaimOutcome::Claimed { .. } | ClaimOutcome::InProgress) => {}
+        Ok(ClaimOutcome::AlreadyCompleted { .. } | ClaimOutcome::AlreadyParked { .. }) => {
+            // A repeat accepted at the same moment: its copy is deduplicated downstream.
+            info!("duplicate");
+            return duplicate(&event_id);
+        }
+        Ok(ClaimOutcome::PayloadMismatch) => {
+            // Only when two bodies with one event id arrive at the same moment (the
+            // read above refuses a later one): the first accepted is the event's.
+            warn!("same event id, different body, accepted concurrently");
+            return error(409, "payload_mismatch", "this event id was accepted with a different body");
+        }
+        Err(e) => warn!(error = %e, "could not record the accepted event; it is on the queue"),
     }
     info!("accepted");
     accepted(&event_id, &correlation_id)
+}
+
+/// The answer to an event the ledger already has.
+fn refused(outcome: ClaimOutcome, event_id: &str) -> ApiGatewayV2httpResponse {
+    match outcome {
+        ClaimOutcome::AlreadyCompleted { .. } | ClaimOutcome::AlreadyParked { .. } => {
+            info!("duplicate");
+            duplicate(event_id)
+        }
+        ClaimOutcome::InProgress => error(409, "in_progress", "this event is being accepted right now; retry later"),
+        ClaimOutcome::PayloadMismatch => {
+            warn!("same event id, different body");
+            error(409, "payload_mismatch", "this event id was accepted with a different body")
+        }
+        // `check` never answers a claim.
+        ClaimOutcome::Claimed { .. } => error(503, "unavailable", "try again later"),
+    }
 }
 
 /// The envelope as the ingest queue's message: JSON with the characters SQS refuses
