@@ -221,7 +221,8 @@ async fn plan<'a>(deps: &Deps, message: &'a SqsMessage) -> Plan<'a> {
     match span.in_scope(|| prepare(&deps.config, envelope)) {
         Prepared::Retry => Plan::Settled(RecordResult::Retry),
         Prepared::Unmatched(record) => Plan::Settled(record_or_retry(deps, &record).instrument(span).await),
-        Prepared::Send { envelope, mapped, standard, ordered } => {
+        Prepared::Send(to_send) => {
+            let ToSend { envelope, mapped, standard, ordered } = *to_send;
             Plan::Send(Box::new(Planned { message, body, envelope, mapped, standard, ordered, span }))
         }
     }
@@ -231,7 +232,14 @@ enum Prepared {
     Retry,
     /// No flow wants the event: its decision to record.
     Unmatched(Box<LedgerRecord>),
-    Send { envelope: Envelope, mapped: Mapped, standard: Vec<OutboundMessage>, ordered: Vec<OutboundMessage> },
+    Send(Box<ToSend>),
+}
+
+struct ToSend {
+    envelope: Envelope,
+    mapped: Mapped,
+    standard: Vec<OutboundMessage>,
+    ordered: Vec<OutboundMessage>,
 }
 
 /// The mapping of one envelope and its deliveries' queue messages (no I/O).
@@ -277,7 +285,7 @@ fn prepare(config: &Config, envelope: Envelope) -> Prepared {
         sendable.push(d);
     }
     mapped.deliveries = sendable;
-    Prepared::Send { envelope, mapped, standard, ordered }
+    Prepared::Send(Box::new(ToSend { envelope, mapped, standard, ordered }))
 }
 
 /// Sends every planned record's messages, one `send_all` per queue; for each plan,

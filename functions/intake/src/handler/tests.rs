@@ -110,6 +110,20 @@ async fn the_same_event_twice_is_a_duplicate_and_enqueued_once() {
 }
 
 #[tokio::test]
+async fn an_event_whose_enqueue_failed_leaves_no_record_and_its_retry_is_accepted() {
+    let w = world();
+    w.queue.fail_sends.store(true, Ordering::SeqCst);
+    assert_eq!(call(&w, signed(&payment("evt_q"))).await.0, 503);
+    let pk = switchyard_common::ledger::RecordKey::event_pk("stripe", "evt_q");
+    assert!(w.ledger.history(&pk).await.unwrap().is_empty(), "nothing recorded for an event not on the queue");
+    w.queue.fail_sends.store(false, Ordering::SeqCst);
+    assert_eq!(call(&w, signed(&payment("evt_q"))).await.0, 202, "the provider's retry is accepted");
+    assert_eq!(w.queue.sent_to(QUEUE).len(), 1);
+    let history = w.ledger.history(&pk).await.unwrap();
+    assert_eq!((history.len(), history[0].status, history[0].attempts), (1, Status::Completed, 1));
+}
+
+#[tokio::test]
 async fn rejected_requests_get_their_documented_status_and_enqueue_nothing() {
     let w = world();
     let now = now_ms() / 1000;
