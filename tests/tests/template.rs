@@ -96,3 +96,38 @@ fn the_breaker_and_permission_alarms_watch_the_stage_totals_the_dispatcher_emits
     assert_eq!(breaker["EvaluationPeriods"]["Ref"], "BreakerAlarmMinutes");
     assert_eq!(breaker["DatapointsToAlarm"]["Ref"], "BreakerAlarmMinutes");
 }
+
+/// Issue 10: the FIFO dispatch queue is polled only where `OrderedDelivery` says so,
+/// and the mapper is told the same parameter (its cold start refuses an ordered flow
+/// on a stage that does not poll the queue: `check_ordered_delivery`).
+#[test]
+fn the_fifo_queues_poller_and_the_mappers_ordered_check_follow_one_parameter() {
+    let t = template();
+    assert_eq!(t["Parameters"]["OrderedDelivery"]["Default"], "false");
+    assert_eq!(t["Conditions"]["PollOrderedQueue"]["Fn::Equals"][0]["Ref"], "OrderedDelivery");
+    let dispatcher = &t["Resources"]["DispatcherFunction"]["Properties"];
+    let enabled = &dispatcher["Events"]["DispatchOrdered"]["Properties"]["Enabled"]["Fn::If"];
+    assert_eq!(enabled[0], "PollOrderedQueue");
+    assert_eq!((&enabled[1], &enabled[2]), (&Value::Bool(true), &Value::Bool(false)));
+    let mapper = &t["Resources"]["MapperFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(mapper["SWITCHYARD_ORDERED_DELIVERY"]["Ref"], "OrderedDelivery");
+    // The flow file shipped with the template has no ordered flow: the default holds.
+    let config = Config::load(&repo().join("config/flows.toml")).unwrap();
+    assert_eq!(switchyard_mapper::check_ordered_delivery(&config, None), Ok(()));
+}
+
+/// Issue 10: the optional Function URL front door exists only with `FrontDoor =
+/// function-url`, is public (the webhook signature is the authentication) and comes
+/// with intake's reserved concurrency as its throttle.
+#[test]
+fn a_function_url_front_door_is_created_only_on_request_with_reserved_concurrency_as_its_throttle() {
+    let t = template();
+    assert_eq!(t["Parameters"]["FrontDoor"]["Default"], "api-gateway");
+    let url = &t["Resources"]["IntakeFunctionUrl"];
+    assert_eq!(url["Condition"], "UseFunctionUrl");
+    assert_eq!(url["Properties"]["AuthType"], "NONE");
+    assert_eq!(t["Resources"]["IntakeFunctionUrlPermission"]["Condition"], "UseFunctionUrl");
+    let reserved = &t["Resources"]["IntakeFunction"]["Properties"]["ReservedConcurrentExecutions"]["Fn::If"];
+    assert_eq!(reserved[0], "UseFunctionUrl");
+    assert_eq!(reserved[1]["Ref"], "IntakeReservedConcurrency");
+}

@@ -4,5 +4,5 @@
 mod deps;
 mod handler;
 
-pub use deps::Deps;
+pub use deps::{check_ordered_delivery, Deps};
 pub use handler::{handle, map_envelope, map_flow, Mapped, NotMapped};
