@@ -5,6 +5,7 @@
 #   make soak         chaos soak: SOAK_EVENTS (10000) events, runner SIGKILLed twice, flaky destination; prints the tally
 #   make bench        criterion benches, the DLQ listing bench, bench-pipeline and cost
 #   make bench-pipeline  BENCH_N (1000) events through release builds: CPU, AWS calls, write units, logs per event
+#   make profile      bench-pipeline on a build with symbols under perf; top frames per function
 #   make cost         $ per million delivered events and an idle stage's floor (infra/prices.toml)
 #   make fuzz         every cargo-fuzz target for FUZZ_RUNS iterations (nightly; FUZZ_MAX_SECS caps each)
 #   make stack-up     moto on ENDPOINT (http://127.0.0.1:4566) with queues, table, secrets (.local/stack.json)
@@ -52,7 +53,7 @@ if [ -f $(MOTO_PID) ]; then \
 fi
 endef
 
-.PHONY: help venv venv-checkov stack-up stack-down run test lint-iac lambda-smoke soak bench bench-dlq bench-pipeline cost fuzz build clean-local
+.PHONY: help venv venv-checkov stack-up stack-down run test lint-iac lambda-smoke soak bench bench-dlq bench-pipeline cost profile fuzz build clean-local
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -166,6 +167,21 @@ bench-pipeline: $(VENV)/.stamp
 	for b in $(BENCH_BATCHES); do \
 	  BENCH_N=$(BENCH_N) BENCH_BATCH=$$b BENCH_BIN_DIR=$(TARGET_DIR)/release SWITCHYARD_VENV=$(CURDIR)/$(VENV) \
 	    $(AWS_TEST_ENV) $(TARGET_DIR)/debug/pipeline-bench || exit 1; \
+	done
+
+# Where the functions' CPU goes: bench-pipeline on the `profiling` build (release with
+# symbols) with `perf record` on each function, then each one's top frames (self time).
+PROFILE_N ?= 1000
+
+profile: $(VENV)/.stamp
+	cargo build --profile profiling $(FUNCTIONS) --bins
+	cargo build -p switchyard-e2e --bin pipeline-bench
+	BENCH_N=$(PROFILE_N) BENCH_BATCH=10 BENCH_PERF=1 BENCH_OUT=$(LOCAL)/bench/profile-b10.json \
+	  BENCH_BIN_DIR=$(TARGET_DIR)/profiling SWITCHYARD_VENV=$(CURDIR)/$(VENV) $(AWS_TEST_ENV) $(TARGET_DIR)/debug/pipeline-bench
+	for f in intake mapper dispatcher; do \
+	  echo "== $$f: top frames by self time"; \
+	  perf report -i $(LOCAL)/bench/$$f.perf.data --no-children --sort dso,symbol --stdio 2>/dev/null \
+	    | grep -E '^ +[0-9]' | head -n 25; \
 	done
 
 # $ per million delivered events by line item, and an idle stage's monthly floor,

@@ -87,6 +87,12 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
+    if os.environ.get("MOTO_CLOSE_CONNECTIONS") == "1":
+        # moto's own server (werkzeug's, HTTP/1.0: every answer closes its
+        # connection), only to measure what reconnecting costs the functions.
+        from werkzeug.serving import run_simple
+
+        return run_simple(args.host, args.port, app, threaded=True)
     serve(
         app,
         host=args.host,

@@ -138,6 +138,11 @@ async fn forward(State(proxy): State<Proxy>, req: Request) -> Response {
             response = response.header(name, value);
         }
     }
+    // An endpoint that closes every connection makes the callers reconnect for every
+    // call: passed on, so that the proxy does not hide what that costs them.
+    if headers.get("connection").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+        response = response.header("connection", "close");
+    }
     response.body(Body::from(body)).unwrap_or_default()
 }
 

@@ -142,25 +142,54 @@ async fn main() {
                 .unwrap_or_else(|e| panic!("{e}"))
         }
     };
-    let fns = Functions {
-        intake: start("intake").await,
-        mapper: start("mapper").await,
-        dispatcher: start("dispatcher").await,
-    };
-    let mut init = Vec::new();
-    for f in fns.all() {
+    // One at a time, so that each cold start has the machine to itself.
+    let (mut init, mut up) = (Vec::new(), Vec::new());
+    for name in ["intake", "mapper", "dispatcher"] {
+        let f = start(name).await;
         let ready = f.api.wait_ready(Duration::from_secs(10)).await.unwrap_or_else(|e| panic!("{e}"));
         init.push(ready.duration_since(f.started));
+        up.push(f);
     }
+    let mut up = up.into_iter();
+    let mut next = || up.next().expect("three functions");
+    let fns = Functions { intake: next(), mapper: next(), dispatcher: next() };
 
     let esm_sdk = aws.sdk.to_builder().endpoint_url(format!("http://{esm_proxy}")).build();
     let esm = aws_sdk_sqs::Client::new(&esm_sdk);
     run(&fns, &esm, &aws, batch, 0, warmup).await;
+    // BENCH_PERF=1: `perf record` on each function over the measured run
+    // (`make profile`, with a build that keeps its symbols).
+    let perf: Vec<tokio::process::Child> = if std::env::var("BENCH_PERF").is_ok_and(|v| v == "1") {
+        fns.all()
+            .iter()
+            .map(|f| {
+                tokio::process::Command::new("perf")
+                    .args(["record", "-F", "2000", "-g", "-o"])
+                    .arg(logs.join(format!("{}.perf.data", f.name)))
+                    .args(["-p", &f.pid().to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("perf (BENCH_PERF=1)")
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if !perf.is_empty() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let before = snapshot(&fns, &tally);
     let started = Instant::now();
     let phases = run(&fns, &esm, &aws, batch, warmup, n).await;
     let wall = started.elapsed();
     let after = snapshot(&fns, &tally);
+    for mut p in perf {
+        if let Some(pid) = p.id() {
+            let _ = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status();
+        }
+        let _ = p.wait().await;
+    }
 
     // Exactly once: every event's idempotency key arrived once, none twice.
     let keys = sink.key_counts();
