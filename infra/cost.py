@@ -203,6 +203,8 @@ def main(argv=None):
     for item, usd in floor.items():
         print(f"  {item:<70}{usd:>8.2f}")
     print(f"  {'total':<70}{sum(floor.values()):>8.2f}")
+    own = sum(v for k, v in floor.items() if not k.startswith("Secrets Manager"))
+    print(f"  {'of which switchyard itself (without the flow file credentials)':<70}{own:>8.2f}")
     print(
         "\nWhile events flow, each custom metric series (flow, destination, reason) adds "
         f"${prices['cloudwatch']['usd_per_metric_month']:.2f} per month it is published in."
