@@ -180,8 +180,9 @@ profile: $(VENV)/.stamp
 	  BENCH_BIN_DIR=$(TARGET_DIR)/profiling SWITCHYARD_VENV=$(CURDIR)/$(VENV) $(AWS_TEST_ENV) $(TARGET_DIR)/debug/pipeline-bench
 	for f in intake mapper dispatcher; do \
 	  echo "== $$f: top frames by self time"; \
-	  perf report -i $(LOCAL)/bench/$$f.perf.data --no-children --sort dso,symbol --stdio 2>/dev/null \
-	    | grep -E '^ +[0-9]' | head -n 25; \
+	  perf report -i $(LOCAL)/bench/$$f.perf.data --no-children --sort dso,symbol --stdio \
+	    > $(LOCAL)/bench/$$f.perf.txt 2>/dev/null || exit 1; \
+	  grep -E '^ +[0-9.]+%' $(LOCAL)/bench/$$f.perf.txt | cut -c1-110 | sed -n 1,25p; \
 	done
 
 # $ per million delivered events by line item, and an idle stage's monthly floor,
