@@ -131,3 +131,49 @@ fn a_function_url_front_door_is_created_only_on_request_with_reserved_concurrenc
     assert_eq!(reserved[0], "UseFunctionUrl");
     assert_eq!(reserved[1]["Ref"], "IntakeReservedConcurrency");
 }
+
+/// Issue 11: every function deploys through its `live` alias with the stage's canary,
+/// rolled back by every function-errors alarm and every DLQ-not-empty alarm of the
+/// template (the list is checked against the alarms, not kept by hand), and whatever
+/// invokes a function invokes that alias.
+#[test]
+fn every_function_deploys_through_a_canary_alias_rolled_back_by_every_errors_and_parked_alarm() {
+    let t = template();
+    let globals = &t["Globals"]["Function"];
+    assert_eq!(globals["AutoPublishAlias"], "live");
+    assert_eq!(globals["DeploymentPreference"]["Type"]["Ref"], "DeploymentPreferenceType");
+    assert_eq!(t["Parameters"]["DeploymentPreferenceType"]["Default"], "Canary10Percent5Minutes");
+    for (name, f) in resources_of_type(&t, "AWS::Serverless::Function") {
+        for key in ["AutoPublishAlias", "DeploymentPreference"] {
+            assert!(f["Properties"].get(key).is_none(), "{name} overrides the stage's {key}");
+        }
+    }
+    let mut rollback: Vec<&str> = globals["DeploymentPreference"]["Alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["Ref"].as_str().expect("an alarm by Ref"))
+        .collect();
+    rollback.sort_unstable();
+    let mut expected: Vec<&str> = resources_of_type(&t, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, a)| {
+            let p = &a["Properties"];
+            let function_errors = p["Namespace"] == "AWS/Lambda" && p["MetricName"] == "Errors";
+            let parked = p["Namespace"] == "AWS/SQS"
+                && p["MetricName"] == "ApproximateNumberOfMessagesVisible"
+                && p["Dimensions"][0]["Value"]["Fn::GetAtt"][0].as_str().is_some_and(|q| q.ends_with("Dlq"));
+            function_errors || parked
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
+    expected.sort_unstable();
+    assert!(expected.len() >= 7, "{expected:?}");
+    assert_eq!(rollback, expected);
+
+    let r = &t["Resources"];
+    assert_eq!(r["IntakeFunctionUrl"]["Properties"]["Qualifier"], "live");
+    assert_eq!(r["IntakeFunctionUrlPermission"]["Properties"]["FunctionName"]["Ref"], "IntakeFunctionAliaslive");
+    assert_eq!(r["RotatorInvokePermission"]["Properties"]["FunctionName"]["Ref"], "RotatorFunctionAliaslive");
+    assert_eq!(r["CrmDestinationSecretRotation"]["Properties"]["RotationLambdaARN"]["Ref"], "RotatorFunctionAliaslive");
+}

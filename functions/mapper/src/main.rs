@@ -3,7 +3,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use switchyard_common::runtime;
 use switchyard_mapper::{handle, Deps};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let deps = runtime::cold_start(|sdk| async move { Deps::from_env(&sdk).await }).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
