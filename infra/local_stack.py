@@ -33,8 +33,9 @@ REGION = "us-east-1"
 # moto accepts any credentials; fixed ones keep a developer's real profile out of it.
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
-# What moto's CloudFormation can create and the local runner needs.
-KEEP_TYPES = {"AWS::SQS::Queue", "AWS::DynamoDB::Table"}
+# What moto's CloudFormation can create and the local runner needs (it keeps a
+# bucket's encryption but not its lifecycle: nothing expires locally).
+KEEP_TYPES = {"AWS::SQS::Queue", "AWS::DynamoDB::Table", "AWS::S3::Bucket"}
 SECRET_TYPE = "AWS::SecretsManager::Secret"
 # A stack not complete after this is a failed deploy, not a slow one.
 STACK_TIMEOUT_S = 30
@@ -248,6 +249,10 @@ def deploy(args):
     def url(queue):
         return sqs.get_queue_url(QueueName=f"switchyard-{stage}-{queue}")["QueueUrl"]
 
+    # The archive bucket (ArchiveEvents), by its name's prefix: the rest is the account.
+    buckets = client("s3").list_buckets()["Buckets"]
+    archive = next((b["Name"] for b in buckets if b["Name"].startswith(f"switchyard-{stage}-archive-")), None)
+
     return {
         "stage": stage,
         "endpoint": args.endpoint,
@@ -259,6 +264,7 @@ def deploy(args):
         "dispatch_fifo_queue_url": url("dispatch.fifo"),
         "dispatch_fifo_dlq_url": url("dispatch-dlq.fifo"),
         "dispatcher_timeout_secs": int(template["Parameters"]["DispatcherTimeoutSecs"]["Default"]),
+        "archive_bucket": archive,
         "secrets": list(secrets),
     }
 
@@ -307,6 +313,7 @@ ENV_KEYS = {
     "SWITCHYARD_DISPATCH_FIFO_QUEUE_URL": "dispatch_fifo_queue_url",
     "SWITCHYARD_DISPATCH_FIFO_DLQ_URL": "dispatch_fifo_dlq_url",
     "SWITCHYARD_DISPATCHER_TIMEOUT_SECS": "dispatcher_timeout_secs",
+    "SWITCHYARD_ARCHIVE_BUCKET": "archive_bucket",
     "AWS_ENDPOINT_URL": "endpoint",
 }
 
@@ -314,7 +321,7 @@ ENV_KEYS = {
 def cmd_env(args):
     stack = json.loads(Path(args.stack).read_text(encoding="utf-8"))
     for key, field in ENV_KEYS.items():
-        print(f"{key}={stack[field]}")
+        print(f"{key}={stack.get(field) or ''}")
     print(f"AWS_REGION={REGION}")
     print(f"AWS_ACCESS_KEY_ID={CREDENTIALS['aws_access_key_id']}")
     print(f"AWS_SECRET_ACCESS_KEY={CREDENTIALS['aws_secret_access_key']}")

@@ -63,6 +63,13 @@ struct RawSource {
     event_id: Option<String>,
     event_type: Option<String>,
     event_type_header: Option<String>,
+    /// Keep every accepted envelope in the stage's archive bucket (when it has one).
+    #[serde(default = "default_archive")]
+    archive: bool,
+}
+
+fn default_archive() -> bool {
+    true
 }
 
 fn default_tolerance() -> i64 {
@@ -337,6 +344,9 @@ pub struct Source {
     /// JSON pointer to the event type in the payload.
     pub event_type: Option<String>,
     pub event_type_header: Option<String>,
+    /// Whether its accepted envelopes are archived (`archive = false` opts out; the
+    /// stage must also have an archive bucket).
+    pub archive: bool,
 }
 
 #[derive(Debug)]
@@ -501,6 +511,7 @@ impl Config {
                     event_id: s.event_id,
                     event_type: s.event_type,
                     event_type_header: s.event_type_header,
+                    archive: s.archive,
                 },
             );
         }

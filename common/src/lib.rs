@@ -5,6 +5,7 @@
 //! (`ledger::DynamoLedger`, `queue::SqsQueue`, `secrets::AwsSecrets`) are exercised over
 //! HTTP against moto's server by the end-to-end suite in `tests/`.
 
+pub mod archive;
 pub mod auth;
 pub mod backoff;
 pub mod batch;

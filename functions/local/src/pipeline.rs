@@ -63,6 +63,10 @@ impl Deps {
                 dispatch_fifo_queue_url: stack.dispatch_fifo_queue_url.clone(),
                 ingest_dlq_url: stack.ingest_dlq_url.clone(),
                 ledger: ledger.clone(),
+                archive: stack.archive_bucket.as_ref().map(|bucket| {
+                    Arc::new(switchyard_common::archive::S3Archive::new(sdk, bucket))
+                        as Arc<dyn switchyard_common::archive::Archive>
+                }),
             },
             dispatcher: switchyard_dispatcher::Deps {
                 settings: switchyard_dispatcher::Settings::for_config(&config, max_receive_count),

@@ -16,6 +16,9 @@ pub struct Stack {
     /// The template's `DispatcherTimeoutSecs`: the deadline the local runner gives
     /// each dispatcher batch, as Lambda would.
     pub dispatcher_timeout_secs: u64,
+    /// The event archive bucket (`ArchiveEvents`), when the stage keeps one.
+    #[serde(default)]
+    pub archive_bucket: Option<String>,
 }
 
 impl Stack {

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use switchyard_common::archive::{Archive, S3Archive};
 use switchyard_common::config::Config;
 use switchyard_common::ledger::{DynamoLedger, IdempotencyStore};
 use switchyard_common::queue::{Queue, SqsQueue};
@@ -17,11 +18,15 @@ pub struct Deps {
     /// deliveries (a parked or filtered flow, no flow for the type): never on the
     /// happy path.
     pub ledger: Arc<dyn IdempotencyStore>,
+    /// The stage's event archive (`SWITCHYARD_ARCHIVE_BUCKET`): every envelope of a
+    /// source that archives is written there before it is mapped. `None`: no archive.
+    pub archive: Option<Arc<dyn Archive>>,
 }
 
 impl Deps {
     /// Reads `SWITCHYARD_DISPATCH_QUEUE_URL`, `SWITCHYARD_DISPATCH_FIFO_QUEUE_URL`,
-    /// `SWITCHYARD_INGEST_DLQ_URL`, `SWITCHYARD_LEDGER_TABLE` and the flow file.
+    /// `SWITCHYARD_INGEST_DLQ_URL`, `SWITCHYARD_LEDGER_TABLE`, optional
+    /// `SWITCHYARD_ARCHIVE_BUCKET` and the flow file.
     /// Refuses to start when a flow is ordered but `SWITCHYARD_ORDERED_DELIVERY` (the
     /// template's `OrderedDelivery`) is not `true`: the FIFO queue's poller is off.
     pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, String> {
@@ -34,6 +39,7 @@ impl Deps {
             dispatch_fifo_queue_url: env("SWITCHYARD_DISPATCH_FIFO_QUEUE_URL")?,
             ingest_dlq_url: env("SWITCHYARD_INGEST_DLQ_URL")?,
             ledger: Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), env("SWITCHYARD_LEDGER_TABLE")?)),
+            archive: S3Archive::from_env(sdk)?.map(|a| Arc::new(a) as Arc<dyn Archive>),
         })
     }
 }

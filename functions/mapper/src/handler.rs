@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::future::join_all;
+use switchyard_common::archive::{self, ArchiveError};
 use switchyard_common::batch::{self, batch_response, parked_message, receive_count, record_span, RecordResult};
 use switchyard_common::config::{Config, Flow};
 use switchyard_common::envelope::{is_header_text, sha256_hex, Delivery, Envelope, Mode};
@@ -218,6 +219,11 @@ async fn plan<'a>(deps: &Deps, message: &'a SqsMessage) -> Plan<'a> {
         flow = field::Empty,
         destination = field::Empty,
     );
+    if let Err(e) = archive(deps, &envelope, body).instrument(span.clone()).await {
+        // Nothing is mapped that was not archived first: the record comes back.
+        span.in_scope(|| warn!(error = %e, "cannot archive the envelope; will retry"));
+        return Plan::Settled(RecordResult::Retry);
+    }
     match span.in_scope(|| prepare(&deps.config, envelope)) {
         Prepared::Retry => Plan::Settled(RecordResult::Retry),
         Prepared::Unmatched(record) => Plan::Settled(record_or_retry(deps, &record).instrument(span).await),
@@ -226,6 +232,21 @@ async fn plan<'a>(deps: &Deps, message: &'a SqsMessage) -> Plan<'a> {
             Plan::Send(Box::new(Planned { message, body, envelope, mapped, standard, ordered, span }))
         }
     }
+}
+
+/// Writes the envelope, exactly as queued, to the stage's archive, if it has one and
+/// the event's source archives (`archive = true`, the default).
+async fn archive(deps: &Deps, envelope: &Envelope, body: &str) -> Result<(), ArchiveError> {
+    let Some(archive) = &deps.archive else { return Ok(()) };
+    let source = envelope.source_name();
+    if deps.config.sources.get(source).is_some_and(|s| !s.archive) {
+        return Ok(());
+    }
+    let Some(accepted_at_ms) = envelope.accepted_at_ms() else {
+        // Not an envelope intake wrote; the mapping below decides what happens to it.
+        return Ok(());
+    };
+    archive.put(&archive::envelope_key(source, &envelope.id, accepted_at_ms), body.as_bytes()).await
 }
 
 enum Prepared {

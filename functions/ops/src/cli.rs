@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 
 use clap::{Args, Parser, Subcommand};
+use switchyard_common::archive::S3Archive;
 use switchyard_common::config::Config;
 use switchyard_common::gate::{DynamoGate, GateStore};
 use switchyard_common::ledger::{entity_hash, DynamoLedger, IdempotencyStore, RecordKey};
@@ -139,9 +140,17 @@ struct FindArgs {
 #[command(group(clap::ArgGroup::new("selection").required(true).multiple(true)
     .args(["ids", "flow", "destination", "error_class", "reason_text", "since", "until", "all"])))]
 struct ReplayArgs {
-    /// Message ids or delivery ids (as `dlq list` prints them). Without ids, the
-    /// filters select.
+    /// Message ids or delivery ids (as `dlq list` prints them); with --archived, event
+    /// ids. Without ids, the filters select.
     ids: Vec<String>,
+    /// The ids are event ids (as intake answered them), replayed from the event
+    /// archive instead of a DLQ: any archived event, also one whose queues are long
+    /// done with it, through the current version of each flow that wants it.
+    #[arg(long, requires = "ids", conflicts_with_all = ["dlqs", "destination", "error_class", "reason_text", "since", "until", "all"])]
+    archived: bool,
+    /// With --archived: the events' source (default: whichever source has them).
+    #[arg(long, requires = "archived")]
+    source: Option<String>,
     /// Which DLQs (default: all three).
     #[arg(long = "dlq", value_enum)]
     dlqs: Vec<DlqName>,
@@ -243,6 +252,24 @@ async fn destinations_command(stage: &Stage, json: bool) -> Result<u8, Failure> 
 
 fn unavailable(table: &str) -> impl Fn(switchyard_common::ledger::LedgerError) -> Failure + '_ {
     move |e| Failure(exit::UNAVAILABLE, format!("{e} (is AWS_ENDPOINT_URL or the stage right? table {table})"))
+}
+
+/// The stage's archive bucket: `SWITCHYARD_ARCHIVE_BUCKET`, else the template's name
+/// for it (`switchyard-{stage}-archive-{account}-{region}`, the account from STS).
+async fn archive_bucket(stage: &Stage, sdk: &aws_config::SdkConfig) -> Result<String, Failure> {
+    if let Ok(bucket) = std::env::var("SWITCHYARD_ARCHIVE_BUCKET") {
+        if !bucket.trim().is_empty() {
+            return Ok(bucket.trim().to_owned());
+        }
+    }
+    let who = aws_sdk_sts::Client::new(sdk).get_caller_identity().send().await.map_err(|e| {
+        Failure(
+            exit::UNAVAILABLE,
+            format!("cannot find the archive bucket: {}", aws_sdk_sts::error::DisplayErrorContext(e)),
+        )
+    })?;
+    let region = sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+    Ok(format!("switchyard-{stage}-archive-{}-{region}", who.account().unwrap_or_default()))
 }
 
 fn table(stage: &Stage) -> String {
@@ -382,7 +409,7 @@ async fn trace_command(stage: &Stage, json: bool, args: TraceArgs) -> Result<u8,
     };
     let pks: Vec<String> = sources.iter().map(|s| RecordKey::event_pk(s, &args.event_id)).collect();
     let (ledger, table) = ledger(stage).await;
-    let shown = print_events(&ledger, &table, &pks, json).await?;
+    let shown = print_events(stage, &ledger, &table, &pks, json).await?;
     if shown == 0 {
         eprintln!("{}: no records in {table} (unknown event, wrong stage, or expired)", args.event_id);
         return Ok(exit::NOT_FOUND);
@@ -390,27 +417,75 @@ async fn trace_command(stage: &Stage, json: bool, args: TraceArgs) -> Result<u8,
     Ok(exit::OK)
 }
 
-/// Prints the timelines of the events with these partition keys; returns how many had
-/// records.
-async fn print_events(ledger: &DynamoLedger, table: &str, pks: &[String], json: bool) -> Result<usize, Failure> {
+/// Prints the timelines of the events with these partition keys, each with whether its
+/// payload is archived; returns how many had records.
+async fn print_events(
+    stage: &Stage,
+    ledger: &DynamoLedger,
+    table: &str,
+    pks: &[String],
+    json: bool,
+) -> Result<usize, Failure> {
     let mut found = Vec::new();
     for pk in pks {
         let records = ledger.history(pk).await.map_err(unavailable(table))?;
         if !records.is_empty() {
             let name = pk.strip_prefix("EVT#").unwrap_or(pk).replacen('#', "/", 1);
-            found.push((name, trace::timeline(records)));
+            let key = trace::archive_key(pk, &records);
+            found.push((name, key, trace::timeline(records)));
         }
+    }
+    let archive = match found.is_empty() {
+        true => None,
+        false => Some(archive_for_trace(stage).await),
+    };
+    let mut states = Vec::new();
+    for (_, key, _) in &found {
+        states.push(archive_state(archive.as_ref(), key.as_deref()).await);
     }
     let mut out = std::io::stdout().lock();
     if json {
-        let events: Vec<_> = found.iter().map(|(name, records)| trace::render_json(name, records)).collect();
+        let events: Vec<_> = found
+            .iter()
+            .zip(&states)
+            .map(|((name, _, records), state)| {
+                let mut v = trace::render_json(name, records);
+                v["archive"] = trace::archive_json(state);
+                v
+            })
+            .collect();
         let _ = writeln!(out, "{}", serde_json::Value::Array(events));
     } else {
-        for (name, records) in &found {
-            let _ = write!(out, "{}", trace::render_text(name, records));
+        for ((name, _, records), state) in found.iter().zip(&states) {
+            let _ = write!(out, "{}{}", trace::render_text(name, records), trace::render_archive_text(state));
         }
     }
     Ok(found.len())
+}
+
+/// The stage's archive as `trace` sees it, or why it cannot be asked.
+async fn archive_for_trace(stage: &Stage) -> Result<S3Archive, String> {
+    let sdk = runtime::aws_config().await;
+    archive_bucket(stage, &sdk).await.map(|bucket| S3Archive::new(&sdk, bucket)).map_err(|Failure(_, m)| m)
+}
+
+/// Whether the object is there, from a listing of its own key (s3:ListBucket: the
+/// read-only policy sees keys, never payloads).
+async fn archive_state(archive: Option<&Result<S3Archive, String>>, key: Option<&str>) -> trace::ArchiveState {
+    use switchyard_common::archive::Archive as _;
+    let Some(key) = key else { return trace::ArchiveState::NoIntakeRecord };
+    let archive = match archive {
+        Some(Ok(a)) => a,
+        Some(Err(why)) => return trace::ArchiveState::Unknown(why.clone()),
+        None => return trace::ArchiveState::Unknown("not asked".into()),
+    };
+    match archive.list(key).await {
+        Ok(objects) => match objects.into_iter().find(|o| o.key == key) {
+            Some(o) => trace::ArchiveState::Archived { key: key.to_owned(), bytes: o.size },
+            None => trace::ArchiveState::Missing { key: key.to_owned() },
+        },
+        Err(e) => trace::ArchiveState::Unknown(e.to_string()),
+    }
 }
 
 async fn find_command(stage: &Stage, json: bool, args: FindArgs) -> Result<u8, Failure> {
@@ -423,7 +498,7 @@ async fn find_command(stage: &Stage, json: bool, args: FindArgs) -> Result<u8, F
         _ => return Err(Failure(exit::USAGE, "name --flow and --key, or --correlation".into())),
     };
     let pks = pks.map_err(unavailable(&table))?;
-    let shown = print_events(&ledger, &table, &pks, json).await?;
+    let shown = print_events(stage, &ledger, &table, &pks, json).await?;
     if shown == 0 {
         eprintln!("no events for {what} in {table} (does the flow declare entity_key? wrong stage? expired?)");
         return Ok(exit::NOT_FOUND);
@@ -461,6 +536,12 @@ async fn replay_command(stage: &Stage, json: bool, args: ReplayArgs) -> Result<u
             "--yes needs --reason \"why\" (it goes into each event's audit record)".into(),
         ));
     }
+    if args.edit && args.archived {
+        return Err(Failure(
+            exit::USAGE,
+            "--edit works on a parked message; correct an archived event with --patch".into(),
+        ));
+    }
     if args.edit && args.ids.len() != 1 {
         return Err(Failure(exit::USAGE, "--edit works on one message: name it by its message or delivery id".into()));
     }
@@ -480,7 +561,7 @@ async fn replay_command(stage: &Stage, json: bool, args: ReplayArgs) -> Result<u
     };
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let mut dlq_urls = BTreeMap::new();
-    for name in chosen(&args.dlqs) {
+    for name in chosen(&args.dlqs).into_iter().filter(|_| !args.archived) {
         dlq_urls.insert(name, queue_url(&sqs, &stage.queue(name.queue_role())).await?);
     }
     let mut patch = match &args.patch {
@@ -521,10 +602,38 @@ async fn replay_command(stage: &Stage, json: bool, args: ReplayArgs) -> Result<u
         dispatch_fifo_url: queue_url(&sqs, &stage.queue("dispatch.fifo")).await?,
         actor,
     };
-    let ctrl_c = async move {
-        interrupt.recv().await;
+    let report = if args.archived {
+        let archive = S3Archive::new(&sdk, archive_bucket(stage, &sdk).await?);
+        let sources: Vec<String> = match &args.source {
+            Some(s) => vec![s.clone()],
+            None => config.sources.keys().cloned().collect(),
+        };
+        let mut events = Vec::new();
+        for id in &options.ids {
+            let mut found = false;
+            for source in &sources {
+                let records =
+                    ledger.history(&RecordKey::event_pk(source, id)).await.map_err(unavailable(&table(stage)))?;
+                if !records.is_empty() {
+                    events.push((source.clone(), id.clone()));
+                    found = true;
+                }
+            }
+            if !found {
+                // Reported as having no intake record.
+                events.push((args.source.clone().unwrap_or_else(|| "*".into()), id.clone()));
+            }
+        }
+        tokio::select! {
+            report = replay::run_archived(&ctx, &options, &archive, &events) => report,
+            _ = interrupt.recv() => return Ok(exit::INTERRUPTED),
+        }
+    } else {
+        let ctrl_c = async move {
+            interrupt.recv().await;
+        };
+        replay::run(&ctx, &options, ctrl_c).await.map_err(|e| Failure(exit::UNAVAILABLE, e.to_string()))?
     };
-    let report = replay::run(&ctx, &options, ctrl_c).await.map_err(|e| Failure(exit::UNAVAILABLE, e.to_string()))?;
     if json {
         println!("{}", replay::render_json(&report));
     } else {

@@ -28,6 +28,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use switchyard_common::archive::{self, Archive};
 use switchyard_common::config::{Config, Flow};
 use switchyard_common::envelope::{sha256_hex, Delivery, Envelope, Mode};
 use switchyard_common::ledger::{ArmOutcome, ArmRequest, IdempotencyStore, RecordKey, RECORD_TTL};
@@ -142,7 +143,9 @@ pub enum Outcome {
 
 #[derive(Debug, Clone)]
 pub struct Item {
-    pub dlq: DlqName,
+    /// Where it was replayed from: a DLQ's name, or `archive`.
+    pub from: String,
+    /// The DLQ message's id; the event id for an archived event.
     pub message_id: String,
     pub delivery_id: Option<String>,
     pub outcome: Outcome,
@@ -349,7 +352,7 @@ async fn replay_queue(
             }
             let identity = m.identity();
             let mut item = Item {
-                dlq,
+                from: dlq.as_str().to_owned(),
                 message_id: m.message_id.clone(),
                 delivery_id: m.attribute("delivery_id").map(str::to_owned),
                 outcome: Outcome::WouldReplay,
@@ -405,6 +408,150 @@ async fn replay_queue(
     Ok(())
 }
 
+/// Where an archived event is, found from its intake record (`archive::envelope_key`).
+pub async fn archived_key(
+    ledger: &dyn IdempotencyStore,
+    source: &str,
+    event_id: &str,
+) -> Result<Option<String>, String> {
+    let records = ledger.history(&RecordKey::event_pk(source, event_id)).await.map_err(|e| format!("ledger: {e}"))?;
+    Ok(records
+        .iter()
+        .find(|r| r.key == RecordKey::intake(source, event_id))
+        .map(|r| archive::envelope_key(source, event_id, r.created_at_ms)))
+}
+
+/// The deliveries an archived envelope becomes now: for each flow name that wants it,
+/// the current version (live over dark; `--flow` narrows), patched first if asked.
+fn plan_archived(config: &Config, options: &Options, envelope: &Envelope) -> Vec<Result<Planned, Outcome>> {
+    let mut names: Vec<&str> = config
+        .flows
+        .iter()
+        .filter(|f| f.mode != Mode::Off && f.source == envelope.source_name() && f.accepts_type(&envelope.event_type))
+        .filter(|f| options.filter.flow.as_deref().is_none_or(|want| want == f.name))
+        .map(|f| f.name.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        return vec![Err(Outcome::Skipped(format!(
+            "no flow (of this selection) wants event type {:?} of source {}",
+            envelope.event_type,
+            envelope.source_name()
+        )))];
+    }
+    names
+        .into_iter()
+        .filter_map(|name| current_flow(config, name))
+        .map(|flow| {
+            let before = envelope.data.clone();
+            let mut patched = envelope.clone();
+            if let Some(p) = &options.patch {
+                patched.data = p.apply(&before).map_err(Outcome::Failed)?;
+            }
+            let mut delivery = switchyard_mapper::map_flow(config, flow, &patched)
+                .map_err(|f| Outcome::Failed(format!("flow {} v{} fails: {}", flow.name, flow.version, f.reason)))?
+                .ok_or_else(|| {
+                    Outcome::Skipped(format!("the filter of flow {} v{} says no", flow.name, flow.version))
+                })?;
+            if let Some(p) = &options.patch {
+                delivery.idempotency_key = patched_key(&delivery.idempotency_key, &p.sha256());
+            }
+            Ok(Planned { delivery, before, after: patched.data })
+        })
+        .collect()
+}
+
+/// Replays archived events (by source and event id) through the current version of
+/// each flow that wants them, with a DLQ replay's guards: a dry run unless `yes`,
+/// already delivered is skipped unless `force`, each send armed and audited first
+/// (arm → audit → send, so a rerun after a death anywhere sends nothing twice). The
+/// archive is only read.
+pub async fn run_archived(
+    ctx: &Context<'_>,
+    options: &Options,
+    archive: &dyn Archive,
+    events: &[(String, String)],
+) -> Report {
+    let mut report = Report { dry_run: !options.yes, ..Report::default() };
+    let mut last_send: Option<Instant> = None;
+    for (source, event_id) in events {
+        let item = |outcome: Outcome| Item {
+            from: "archive".into(),
+            message_id: format!("{source}/{event_id}"),
+            delivery_id: None,
+            outcome,
+            request: None,
+            diff: None,
+        };
+        let key = match archived_key(ctx.ledger, source, event_id).await {
+            Ok(Some(key)) => key,
+            Ok(None) => {
+                report.items.push(item(Outcome::Skipped("no intake record (unknown event, or expired)".into())));
+                continue;
+            }
+            Err(e) => {
+                report.items.push(item(Outcome::Failed(e)));
+                continue;
+            }
+        };
+        let envelope = match archive.get(&key).await {
+            Ok(Some(bytes)) => match Envelope::from_json(&String::from_utf8_lossy(&bytes)) {
+                Ok(e) => e,
+                Err(e) => {
+                    report.items.push(item(Outcome::Failed(format!("archived object {key} is not an envelope: {e}"))));
+                    continue;
+                }
+            },
+            Ok(None) => {
+                let why = "not archived (its source does not archive, or the archive expired it)";
+                report.items.push(item(Outcome::Skipped(why.into())));
+                continue;
+            }
+            Err(e) => {
+                report.items.push(item(Outcome::Failed(e.to_string())));
+                continue;
+            }
+        };
+        for planned in plan_archived(ctx.config, options, &envelope) {
+            if options.max.is_some_and(|max| attempted(&report) >= max) {
+                return report;
+            }
+            let mut it = item(Outcome::WouldReplay);
+            match planned {
+                Err(outcome) => it.outcome = outcome,
+                Ok(planned) => {
+                    it.delivery_id = Some(planned.delivery.delivery_id.clone());
+                    it.request = Some(request_view(ctx.config, &planned.delivery));
+                    if options.patch.is_some() {
+                        it.diff =
+                            Some(diff::unified(&pretty_redacted(&planned.before), &pretty_redacted(&planned.after)));
+                    }
+                    if options.yes {
+                        if let Some(rate) = options.rate.filter(|r| *r > 0.0) {
+                            let gap = Duration::from_secs_f64(1.0 / rate);
+                            if let Some(at) = last_send {
+                                tokio::time::sleep(gap.saturating_sub(at.elapsed())).await;
+                            }
+                            last_send = Some(Instant::now());
+                        }
+                        let origin = [("from_archive", key.clone())];
+                        it.outcome = match guarded_send(ctx, options, &origin, &planned).await {
+                            Guarded::Sent => Outcome::Replayed,
+                            Guarded::AlreadyReplayed => {
+                                Outcome::Skipped("already replayed by this same command".into())
+                            }
+                            Guarded::Refused(outcome) => outcome,
+                        };
+                    }
+                }
+            }
+            report.items.push(it);
+        }
+    }
+    report
+}
+
 /// Arm → audit → send → delete for one message. An `already replayed` outcome has
 /// deleted the DLQ copy too; any other non-`Replayed` outcome has left it there.
 async fn replay_one(
@@ -416,6 +563,34 @@ async fn replay_one(
     handle: &str,
     planned: &Planned,
 ) -> Outcome {
+    let origin = [("from_dlq", dlq.as_str().to_owned()), ("message_id", m.message_id.clone())];
+    match guarded_send(ctx, options, &origin, planned).await {
+        Guarded::Sent => match delete(ctx, url, handle).await {
+            Ok(()) => Outcome::Replayed,
+            // Enqueued: a rerun finds it armed or delivered and deletes the copy then.
+            Err(e) => Outcome::Failed(format!("replayed, but the DLQ copy stays: {e}")),
+        },
+        Guarded::AlreadyReplayed => match delete(ctx, url, handle).await {
+            Ok(()) => Outcome::Skipped("already replayed by this same command (DLQ copy deleted)".into()),
+            Err(e) => Outcome::Failed(e),
+        },
+        Guarded::Refused(outcome) => outcome,
+    }
+}
+
+/// What the guarded part of a replay came to.
+enum Guarded {
+    /// Armed, audited and on the dispatch queue.
+    Sent,
+    /// This same replay (same delivery, same request) was sent before.
+    AlreadyReplayed,
+    /// Not sent, and why.
+    Refused(Outcome),
+}
+
+/// Arm → audit → send for one planned delivery, each step safe to die after (a rerun
+/// finds its own mark). `origin` goes into the audit record: where it came from.
+async fn guarded_send(ctx: &Context<'_>, options: &Options, origin: &[(&str, String)], planned: &Planned) -> Guarded {
     let d = &planned.delivery;
     let now = now_ms();
     let replay_id = replay_id(d, options.force);
@@ -427,7 +602,7 @@ async fn replay_one(
     } else {
         match ctx.ledger.history(&key_pk(d)).await {
             Ok(records) => records.into_iter().find(|r| r.key == d.event_key()).map(|r| r.log).unwrap_or_default(),
-            Err(e) => return Outcome::Failed(format!("ledger: {e}")),
+            Err(e) => return Guarded::Refused(Outcome::Failed(format!("ledger: {e}"))),
         }
     };
     let arm = ArmRequest {
@@ -445,18 +620,15 @@ async fn replay_one(
     };
     let attempts_before = match ctx.ledger.arm(&arm).await {
         Ok(ArmOutcome::Armed { attempts_before }) => attempts_before,
-        Ok(ArmOutcome::AlreadyReplayed) => {
-            return match delete(ctx, url, handle).await {
-                Ok(()) => Outcome::Skipped("already replayed by this same command (DLQ copy deleted)".into()),
-                Err(e) => Outcome::Failed(e),
-            };
-        }
+        Ok(ArmOutcome::AlreadyReplayed) => return Guarded::AlreadyReplayed,
         Ok(ArmOutcome::AlreadyDelivered { summary }) => {
             let summary = summary.map(|s| format!(" ({s})")).unwrap_or_default();
-            return Outcome::Skipped(format!("already delivered{summary}; --force sends it again"));
+            return Guarded::Refused(Outcome::Skipped(format!("already delivered{summary}; --force sends it again")));
         }
-        Ok(ArmOutcome::Busy) => return Outcome::Skipped("being delivered or retried right now".into()),
-        Err(e) => return Outcome::Failed(format!("ledger: {e}")),
+        Ok(ArmOutcome::Busy) => {
+            return Guarded::Refused(Outcome::Skipped("being delivered or retried right now".into()))
+        }
+        Err(e) => return Guarded::Refused(Outcome::Failed(format!("ledger: {e}"))),
     };
 
     let mut details = BTreeMap::from([
@@ -464,13 +636,12 @@ async fn replay_one(
         ("selection".to_owned(), options.selection.clone()),
         ("delivery_id".to_owned(), d.delivery_id.clone()),
         ("replay_id".to_owned(), replay_id.clone()),
-        ("from_dlq".to_owned(), dlq.as_str().to_owned()),
-        ("message_id".to_owned(), m.message_id.clone()),
         ("attempts_before".to_owned(), attempts_before.to_string()),
         ("before_sha256".to_owned(), sha256_hex(planned.before.to_string().as_bytes())),
         ("after_sha256".to_owned(), sha256_hex(planned.after.to_string().as_bytes())),
         ("idempotency_key".to_owned(), d.idempotency_key.clone()),
     ]);
+    details.extend(origin.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
     if let Some(p) = &options.patch {
         details.insert("patch".into(), p.audited());
         details.insert("patch_sha256".into(), p.sha256());
@@ -480,12 +651,12 @@ async fn replay_one(
     }
     let record = audit::record(&key_pk(d), "replay", &replay_id, &ctx.actor, details);
     if let Err(e) = audit::write(ctx.ledger, &record).await {
-        return Outcome::Failed(format!("could not write the audit record: {e}"));
+        return Guarded::Refused(Outcome::Failed(format!("could not write the audit record: {e}")));
     }
 
     let mut message = match switchyard_common::queue::delivery_message(d) {
         Ok(message) => message.attribute("replay_id", &replay_id),
-        Err(f) => return Outcome::Failed(f.reason),
+        Err(f) => return Guarded::Refused(Outcome::Failed(f.reason)),
     };
     let queue = match &d.ordering_key {
         Some(key) => {
@@ -496,13 +667,9 @@ async fn replay_one(
         }
         None => &ctx.dispatch_url,
     };
-    if let Err(e) = SqsQueue::new(ctx.sqs.clone()).send_all(queue, &[message]).await {
-        return Outcome::Failed(format!("could not enqueue: {e}"));
-    }
-    match delete(ctx, url, handle).await {
-        Ok(()) => Outcome::Replayed,
-        // Enqueued: a rerun finds it armed or delivered and deletes the copy then.
-        Err(e) => Outcome::Failed(format!("replayed, but the DLQ copy stays: {e}")),
+    match SqsQueue::new(ctx.sqs.clone()).send_all(queue, &[message]).await {
+        Ok(()) => Guarded::Sent,
+        Err(e) => Guarded::Refused(Outcome::Failed(format!("could not enqueue: {e}"))),
     }
 }
 
@@ -583,7 +750,7 @@ pub fn render_text(report: &Report, verbose: bool) -> String {
             Outcome::Skipped(r) => format!("skipped: {r}"),
             Outcome::Failed(r) => format!("FAILED: {r}"),
         };
-        out.push_str(&format!("{} {} {id}: {what}\n", i.dlq.as_str(), i.message_id));
+        out.push_str(&format!("{} {} {id}: {what}\n", i.from, i.message_id));
         if verbose || report.dry_run {
             if let Some(r) = &i.request {
                 out.push_str(&format!(
@@ -635,7 +802,7 @@ pub fn render_json(report: &Report) -> Value {
                 Outcome::Failed(r) => ("failed", Some(r)),
             };
             json!({
-                "dlq": i.dlq.as_str(),
+                "from": i.from,
                 "message_id": i.message_id,
                 "delivery_id": i.delivery_id,
                 "outcome": outcome,

@@ -139,6 +139,53 @@ pub fn render_text(event: &str, records: &[LedgerRecord]) -> String {
     out
 }
 
+/// Whether an event's envelope is in the stage's archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveState {
+    Archived {
+        key: String,
+        bytes: u64,
+    },
+    /// Not there: its source does not archive, the mapper has not reached it yet, or
+    /// the lifecycle expired it.
+    Missing {
+        key: String,
+    },
+    /// The ledger has no intake record to find the key from.
+    NoIntakeRecord,
+    /// The archive could not be asked (no bucket on this stage, or no permission).
+    Unknown(String),
+}
+
+/// The archive key of an event, from its intake record (see `archive::envelope_key`).
+pub fn archive_key(pk: &str, records: &[LedgerRecord]) -> Option<String> {
+    let (source, event_id) = pk.strip_prefix("EVT#")?.split_once('#')?;
+    let intake = records.iter().find(|r| r.key == switchyard_common::ledger::RecordKey::intake(source, event_id))?;
+    Some(switchyard_common::archive::envelope_key(source, event_id, intake.created_at_ms))
+}
+
+pub fn render_archive_text(state: &ArchiveState) -> String {
+    match state {
+        ArchiveState::Archived { key, bytes } => {
+            format!("  archive: payload archived ({bytes} bytes at {key}); `replay --archived` can send it again\n")
+        }
+        ArchiveState::Missing { key } => {
+            format!("  archive: not archived (no {key}: source not archived, not mapped yet, or expired)\n")
+        }
+        ArchiveState::NoIntakeRecord => "  archive: unknown (no intake record to find it from)\n".to_owned(),
+        ArchiveState::Unknown(why) => format!("  archive: unknown ({why})\n"),
+    }
+}
+
+pub fn archive_json(state: &ArchiveState) -> Value {
+    match state {
+        ArchiveState::Archived { key, bytes } => json!({"archived": true, "key": key, "bytes": bytes}),
+        ArchiveState::Missing { key } => json!({"archived": false, "key": key}),
+        ArchiveState::NoIntakeRecord => json!({"archived": null, "reason": "no intake record"}),
+        ArchiveState::Unknown(why) => json!({"archived": null, "reason": why}),
+    }
+}
+
 pub fn render_json(event: &str, records: &[LedgerRecord]) -> Value {
     let steps: Vec<Value> = records
         .iter()

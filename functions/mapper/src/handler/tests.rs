@@ -32,6 +32,7 @@ fn deps() -> (Deps, Arc<MemoryQueue>) {
         dispatch_fifo_queue_url: FIFO.into(),
         ingest_dlq_url: DLQ.into(),
         ledger: Arc::new(switchyard_common::ledger::MemoryLedger::new()),
+        archive: None,
     };
     (deps, queue)
 }
@@ -337,4 +338,36 @@ async fn deliveries_carry_characters_sqs_refuses_escaped_and_unchanged() {
     assert_eq!(sent.len(), 1);
     assert!(sent[0].body.chars().all(switchyard_common::queue::is_sqs_char), "{:?}", sent[0].body);
     assert_eq!(Delivery::from_json(&sent[0].body).unwrap().body["text"], text);
+}
+
+/// Issue 11: each envelope is archived, byte for byte, at the key its ledger record
+/// gives, before it is mapped; an archive that cannot be written sends nothing and
+/// the record comes back; a source with `archive = false` is not archived.
+#[tokio::test]
+async fn an_envelope_is_archived_before_it_is_mapped_and_an_unwritable_archive_sends_nothing() {
+    use switchyard_common::archive::{envelope_key, Archive, MemoryArchive};
+    let (mut deps, queue) = deps();
+    let archive = Arc::new(MemoryArchive::default());
+    deps.archive = Some(archive.clone());
+    let e = envelope("stripe", fixture("stripe/payment_intent.succeeded.json"));
+    let body = serde_json::to_string(&e).unwrap();
+
+    archive.failing.store(true, Ordering::SeqCst);
+    let r = handle(&deps, sqs_event(std::slice::from_ref(&body))).await;
+    assert_eq!(r.batch_item_failures.len(), 1, "the record comes back");
+    assert!(queue.sent.lock().unwrap().is_empty(), "nothing sent that was not archived");
+
+    archive.failing.store(false, Ordering::SeqCst);
+    let r = handle(&deps, sqs_event(std::slice::from_ref(&body))).await;
+    assert!(r.batch_item_failures.is_empty());
+    let key = envelope_key("stripe", &e.id, e.accepted_at_ms().unwrap());
+    assert_eq!(archive.get(&key).await.unwrap().as_deref(), Some(body.as_bytes()));
+    assert_eq!(queue.sent_to(DISPATCH).len(), 1);
+
+    let mut config = Config::load(&repo().join("config/flows.toml")).unwrap();
+    config.sources.get_mut("stripe").unwrap().archive = false;
+    deps.config = Arc::new(config);
+    let other = envelope("stripe", json!({"id": "evt_not_kept", "type": "charge.refunded"}));
+    handle(&deps, sqs_event(&[serde_json::to_string(&other).unwrap()])).await;
+    assert_eq!(archive.keys(), vec![key], "a source that opts out is not archived");
 }
