@@ -126,7 +126,10 @@ async fn an_intake_killed_between_its_enqueue_and_its_ledger_write_accepts_the_r
 
     // Calls at the destination for this event (its one Idempotency-Key).
     let calls = |lines: &[serde_json::Value]| lines.iter().filter(|l| l["path"] == "/api/contacts").count();
-    let delivered = eventually(Duration::from_secs(60), async || calls(&sink_lines(&dir)) >= 1).await;
+    // Within the killed runner's visibility timeout (120 s) or after it: the mapper
+    // now archives each envelope first, so the killed runner may have held the
+    // delivery's message when it died, and that copy delivers once it is visible.
+    let delivered = eventually(Duration::from_secs(180), async || calls(&sink_lines(&dir)) >= 1).await;
     assert!(delivered, "the event was delivered after the restart");
     // Both envelopes (the killed intake's and the retry's) are through once the
     // queues are empty; a message the killed runner had received comes back after
