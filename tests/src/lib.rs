@@ -101,6 +101,21 @@ impl LocalAws {
         aws_sdk_sqs::Client::new(&self.sdk)
     }
 
+    /// `switchyard-ops` (the tests crate's `ops` binary at `bin`) pointed at this
+    /// endpoint and stack, with the repository's flow file.
+    pub fn ops_command(&self, bin: &str) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("SWITCHYARD_STAGE", "dev")
+            .env("SWITCHYARD_LEDGER_TABLE", &self.stack.ledger_table)
+            .env("SWITCHYARD_CONFIG", repo().join("config/flows.toml"))
+            .kill_on_drop(true);
+        cmd
+    }
+
     pub fn ledger(&self) -> DynamoLedger {
         DynamoLedger::new(aws_sdk_dynamodb::Client::new(&self.sdk), &self.stack.ledger_table)
     }

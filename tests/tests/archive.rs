@@ -9,23 +9,15 @@ use serde_json::Value;
 use switchyard_common::archive::{envelope_key, Archive, S3Archive};
 use switchyard_common::envelope::{Delivery, Envelope};
 use switchyard_common::ledger::{RecordKey, Status};
-use switchyard_e2e::{eventually, repo, settle, stripe_payment, World};
+use switchyard_e2e::{eventually, settle, stripe_payment, World};
 use switchyard_local::sink::Reply;
 
 const FLOW: &str = "stripe-payment-to-crm-contact";
 const WAIT: Duration = Duration::from_secs(60);
 
 fn ops(w: &World, args: &[&str]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ops"));
-    cmd.env("AWS_ENDPOINT_URL", &w.aws.endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("SWITCHYARD_STAGE", "dev")
-        .env("SWITCHYARD_LEDGER_TABLE", &w.aws.stack.ledger_table)
-        .env("SWITCHYARD_CONFIG", repo().join("config/flows.toml"))
-        .args(args)
-        .kill_on_drop(true);
+    let mut cmd = w.aws.ops_command(env!("CARGO_BIN_EXE_ops"));
+    cmd.args(args);
     cmd
 }
 

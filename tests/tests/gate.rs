@@ -143,15 +143,7 @@ async fn during_a_60_second_outage_the_open_breaker_lets_only_probes_through_the
     assert_eq!(w.aws.depth(&w.aws.stack.dispatch_dlq_url).await, 0, "the outage parked deliveries");
 
     // The operator's view: closed again, the openings listed latest first.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ops"))
-        .args(["destinations", "--json"])
-        .env("AWS_ENDPOINT_URL", &w.aws.endpoint)
-        .env("SWITCHYARD_STAGE", "dev")
-        .env("SWITCHYARD_LEDGER_TABLE", &w.aws.stack.ledger_table)
-        .env("SWITCHYARD_CONFIG", switchyard_e2e::repo().join("config/flows.toml"))
-        .output()
-        .await
-        .unwrap();
+    let out = w.aws.ops_command(env!("CARGO_BIN_EXE_ops")).args(["destinations", "--json"]).output().await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let crm = all.as_array().unwrap().iter().find(|d| d["destination"] == "crm").unwrap();

@@ -232,16 +232,7 @@ async fn two_hundred_deliveries_parked_in_an_outage_are_redriven_once_each_by_on
 }
 
 fn ops_command(w: &World) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ops"));
-    cmd.env("AWS_ENDPOINT_URL", &w.aws.endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("SWITCHYARD_STAGE", "dev")
-        .env("SWITCHYARD_LEDGER_TABLE", &w.aws.stack.ledger_table)
-        .env("SWITCHYARD_CONFIG", repo().join("config/flows.toml"))
-        .kill_on_drop(true);
-    cmd
+    w.aws.ops_command(env!("CARGO_BIN_EXE_ops"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use switchyard_common::archive::{self, Archive};
+use switchyard_common::archive::Archive;
 use switchyard_common::config::{Config, Flow};
 use switchyard_common::envelope::{sha256_hex, Delivery, Envelope, Mode};
 use switchyard_common::ledger::{ArmOutcome, ArmRequest, IdempotencyStore, RecordKey, RECORD_TTL};
@@ -381,13 +381,7 @@ async fn replay_queue(
                             Some(diff::unified(&pretty_redacted(&planned.before), &pretty_redacted(&planned.after)));
                     }
                     if options.yes {
-                        if let Some(rate) = options.rate.filter(|r| *r > 0.0) {
-                            let gap = Duration::from_secs_f64(1.0 / rate);
-                            if let Some(at) = last_send {
-                                tokio::time::sleep(gap.saturating_sub(at.elapsed())).await;
-                            }
-                            last_send = Some(Instant::now());
-                        }
+                        pace(options.rate, &mut last_send).await;
                         item.outcome = replay_one(ctx, options, dlq, url, &m, &handle, &planned).await;
                         let gone = match &item.outcome {
                             Outcome::Replayed => true,
@@ -408,17 +402,24 @@ async fn replay_queue(
     Ok(())
 }
 
+/// Waits until a send at `rate` per second may follow the one at `last_send`.
+async fn pace(rate: Option<f64>, last_send: &mut Option<Instant>) {
+    let Some(rate) = rate.filter(|r| *r > 0.0) else { return };
+    if let Some(at) = *last_send {
+        tokio::time::sleep(Duration::from_secs_f64(1.0 / rate).saturating_sub(at.elapsed())).await;
+    }
+    *last_send = Some(Instant::now());
+}
+
 /// Where an archived event is, found from its intake record (`archive::envelope_key`).
 pub async fn archived_key(
     ledger: &dyn IdempotencyStore,
     source: &str,
     event_id: &str,
 ) -> Result<Option<String>, String> {
-    let records = ledger.history(&RecordKey::event_pk(source, event_id)).await.map_err(|e| format!("ledger: {e}"))?;
-    Ok(records
-        .iter()
-        .find(|r| r.key == RecordKey::intake(source, event_id))
-        .map(|r| archive::envelope_key(source, event_id, r.created_at_ms)))
+    let pk = RecordKey::event_pk(source, event_id);
+    let records = ledger.history(&pk).await.map_err(|e| format!("ledger: {e}"))?;
+    Ok(crate::trace::archive_key(&pk, &records))
 }
 
 /// The deliveries an archived envelope becomes now: for each flow name that wants it,
@@ -528,13 +529,7 @@ pub async fn run_archived(
                             Some(diff::unified(&pretty_redacted(&planned.before), &pretty_redacted(&planned.after)));
                     }
                     if options.yes {
-                        if let Some(rate) = options.rate.filter(|r| *r > 0.0) {
-                            let gap = Duration::from_secs_f64(1.0 / rate);
-                            if let Some(at) = last_send {
-                                tokio::time::sleep(gap.saturating_sub(at.elapsed())).await;
-                            }
-                            last_send = Some(Instant::now());
-                        }
+                        pace(options.rate, &mut last_send).await;
                         let origin = [("from_archive", key.clone())];
                         it.outcome = match guarded_send(ctx, options, &origin, &planned).await {
                             Guarded::Sent => Outcome::Replayed,
