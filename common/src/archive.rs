@@ -32,20 +32,25 @@ pub fn envelope_key(source: &str, event_id: &str, accepted_at_ms: i64) -> String
 
 /// The prefix of one source's envelopes accepted on the (UTC) day of `at_ms`.
 pub fn day_prefix(source: &str, at_ms: i64) -> String {
+    day_prefix_under(&format!("{ENVELOPES}{source}/"), at_ms)
+}
+
+/// `{under}{YYYY-MM-DD}/`: the (UTC) day of `at_ms` below a prefix.
+pub fn day_prefix_under(under: &str, at_ms: i64) -> String {
     let day = chrono::DateTime::from_timestamp_millis(at_ms).unwrap_or_default().format("%Y-%m-%d");
-    format!("{ENVELOPES}{source}/{day}/")
+    format!("{under}{day}/")
 }
 
 /// The day prefixes of `source` from `since_ms` to `until_ms`, oldest first.
 pub fn day_prefixes(source: &str, since_ms: i64, until_ms: i64) -> Vec<String> {
+    days_between(since_ms, until_ms).map(|at| day_prefix(source, at)).collect()
+}
+
+/// The start of every (UTC) day from `since_ms`'s to `until_ms`'s, oldest first.
+pub fn days_between(since_ms: i64, until_ms: i64) -> impl Iterator<Item = i64> {
     const DAY_MS: i64 = 86_400_000;
-    let mut out = Vec::new();
-    let mut at = since_ms - since_ms.rem_euclid(DAY_MS);
-    while at <= until_ms {
-        out.push(day_prefix(source, at));
-        at += DAY_MS;
-    }
-    out
+    let first = since_ms - since_ms.rem_euclid(DAY_MS);
+    (0..).map(move |n| first + n * DAY_MS).take_while(move |at| *at <= until_ms)
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

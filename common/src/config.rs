@@ -569,8 +569,18 @@ impl Config {
         for f in raw.flows {
             check_name("flow", &f.name)?;
             let at = |what: &str| format!("flow {} v{}: {what}", f.name, f.version);
-            if flows.iter().any(|g| g.name == f.name) {
+            // Versions of one flow side by side: at most one live, the others dark
+            // (compared with it by `switchyard-ops flows diff`) or off.
+            if flows.iter().any(|g| g.name == f.name && g.version == f.version) {
                 return Err(invalid(at("declared twice (bump version instead)")));
+            }
+            if f.mode == Mode::Live {
+                if let Some(g) = flows.iter().find(|g| g.name == f.name && g.mode == Mode::Live) {
+                    return Err(invalid(at(&format!(
+                        "v{} is live too: one version of a flow is live, the others dark or off",
+                        g.version
+                    ))));
+                }
             }
             if let Some(slo) = &f.slo {
                 if !(1..=86_400).contains(&slo.within_secs) {
@@ -642,6 +652,22 @@ impl Config {
 
     pub fn destination(&self, name: &str) -> Option<&Destination> {
         self.destinations.get(name)
+    }
+
+    /// Whether flow `name` has a dark version beside its live one: then its live
+    /// deliveries record their requests too, for `switchyard-ops flows diff`.
+    pub fn has_dark_version(&self, name: &str) -> bool {
+        self.flows.iter().any(|f| f.name == name && f.mode == Mode::Dark)
+    }
+
+    /// Version `version` of flow `name`.
+    pub fn flow(&self, name: &str, version: u32) -> Option<&Flow> {
+        self.flows.iter().find(|f| f.name == name && f.version == version)
+    }
+
+    /// The version of flow `name` that sends for real.
+    pub fn live_flow(&self, name: &str) -> Option<&Flow> {
+        self.flows.iter().filter(|f| f.name == name && f.mode == Mode::Live).max_by_key(|f| f.version)
     }
 }
 

@@ -22,6 +22,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod names;
 pub mod queue;
+pub mod recorded;
 pub mod redact;
 pub mod runtime;
 pub mod secrets;

@@ -92,6 +92,19 @@ fn a_misspelt_flow_key_is_refused_rather_than_ignored() {
 }
 
 #[test]
+fn a_flow_may_have_a_dark_version_beside_its_live_one_but_never_two_live_ones() {
+    let v2 = GOOD_FLOW.replace("version = 1", "version = 2");
+    let text = format!("{SOURCES}\n[[flows]]\n{GOOD_FLOW}\n[[flows]]\n{v2}\nmode = \"dark\"");
+    let config = Config::parse("t.toml", &text, files).expect("live v1 and dark v2");
+    assert_eq!(config.live_flow("f").map(|f| f.version), Some(1));
+    assert_eq!(config.flow("f", 2).map(|f| f.mode), Some(Mode::Dark));
+    assert!(config.has_dark_version("f"));
+    let text = format!("{SOURCES}\n[[flows]]\n{GOOD_FLOW}\n[[flows]]\n{v2}");
+    let e = Config::parse("t.toml", &text, files).unwrap_err();
+    assert!(e.to_string().contains("v1 is live too"), "{e}");
+}
+
+#[test]
 fn a_flow_declared_twice_is_refused() {
     let text = format!("{SOURCES}\n[[flows]]\n{GOOD_FLOW}\n[[flows]]\n{GOOD_FLOW}");
     let e = Config::parse("t.toml", &text, files).unwrap_err();

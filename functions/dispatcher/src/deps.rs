@@ -1,6 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchyard_common::archive::{Archive, S3Archive};
 use switchyard_common::auth::oauth2::TokenCache;
 use switchyard_common::budget;
 use switchyard_common::config::Config;
@@ -45,6 +46,10 @@ pub struct Deps {
     pub dispatch_fifo_queue_url: String,
     pub dispatch_fifo_dlq_url: String,
     pub settings: Settings,
+    /// The stage's archive bucket (`SWITCHYARD_ARCHIVE_BUCKET`): where dark deliveries,
+    /// and live ones of a flow with a dark version, record their request
+    /// (`switchyard_common::recorded`). `None`: the stage keeps no archive.
+    pub archive: Option<Arc<dyn Archive>>,
 }
 
 impl Deps {
@@ -88,6 +93,7 @@ impl Deps {
             dispatch_dlq_url: env("SWITCHYARD_DISPATCH_DLQ_URL")?,
             dispatch_fifo_queue_url,
             dispatch_fifo_dlq_url: env("SWITCHYARD_DISPATCH_FIFO_DLQ_URL")?,
+            archive: S3Archive::from_env(sdk)?.map(|a| Arc::new(a) as Arc<dyn Archive>),
         })
     }
 }

@@ -1,4 +1,5 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use switchyard_common::archive::ArchiveError;
 use switchyard_common::backoff;
 use switchyard_common::batch::{self, parked_message, process_batch_while, RecordResult};
 use switchyard_common::budget;
@@ -8,6 +9,7 @@ use switchyard_common::gate::{hold_secs, Admission, BreakerState, HoldReason};
 use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey, RECORD_TTL};
 use switchyard_common::metrics::{self, Metric};
 use switchyard_common::queue::{delivery_message, OutboundMessage};
+use switchyard_common::recorded::Recorded;
 use switchyard_common::runtime::now_ms;
 use tracing::{info, warn, Instrument};
 
@@ -204,10 +206,7 @@ async fn claim_and_deliver(
     }
 
     if delivery.mode == Mode::Dark {
-        let summary = format!("dark: would {} {}{}", delivery.method, destination.base_url, delivery.path);
-        info!(%summary, "dark mode: not sent");
-        finish(deps, key, &summary).await;
-        return RecordResult::Done;
+        return record_dark(deps, message, delivery, destination, key, attempt).await;
     }
 
     // The rate limit's token last, so that tokens are spaced as calls are. Refused: the
@@ -257,6 +256,13 @@ async fn claim_and_deliver(
         Ok(done) => {
             info!(status = done.status, attempt, "delivered");
             flow_figures(deps, delivery, true);
+            if deps.config.has_dark_version(&delivery.flow) {
+                // What `flows diff` compares the dark version with. Sent already: a
+                // failure here loses only the comparison of this event.
+                if let Err(e) = record_request(deps, delivery, destination, Some(done.status)).await {
+                    warn!(error = %e, "could not record the request for flows diff");
+                }
+            }
             finish(deps, key, &format!("HTTP {}", done.status)).await;
             if let (Some(entity), Some(version)) = (&delivery.ordering_key, delivery.entity_version) {
                 if let Err(e) = deps.ledger.advance_version(&delivery.flow, entity, version, claim.expires_at_s).await {
@@ -296,6 +302,50 @@ async fn claim_and_deliver(
             retry_later(deps, message, destination, &failure, attempt).await
         }
     }
+}
+
+/// A dark delivery: its request recorded (nothing is sent), then the claim
+/// completed. A recording that fails gives the claim back for another attempt.
+async fn record_dark(
+    deps: &Deps,
+    message: &SqsMessage,
+    delivery: &Delivery,
+    destination: &switchyard_common::config::Destination,
+    key: &RecordKey,
+    attempt: u32,
+) -> RecordResult {
+    let summary = match record_request(deps, delivery, destination, None).await {
+        Ok(Some(at)) => format!("dark: recorded the request it would send at {at}"),
+        Ok(None) => format!(
+            "dark: would {} {}{} (not recorded: the stage keeps no archive)",
+            delivery.method, destination.base_url, delivery.path
+        ),
+        Err(e) => {
+            let failure = Failure::transient(e.to_string());
+            release(deps, key, &failure).await;
+            return retry_later(deps, message, destination, &failure, attempt).await;
+        }
+    };
+    info!(%summary, "dark mode: not sent");
+    finish(deps, key, &summary).await;
+    RecordResult::Done
+}
+
+/// Writes the request `delivery` makes (or would make) to the archive; where, or
+/// `None` when the stage keeps no archive.
+async fn record_request(
+    deps: &Deps,
+    delivery: &Delivery,
+    destination: &switchyard_common::config::Destination,
+    status: Option<u16>,
+) -> Result<Option<String>, ArchiveError> {
+    let Some(archive) = &deps.archive else { return Ok(None) };
+    let now = now_ms();
+    let at = Recorded::key(delivery, now);
+    let body = serde_json::to_vec(&Recorded::new(delivery, destination, status, now))
+        .map_err(|e| ArchiveError(format!("cannot serialize the request: {e}")))?;
+    archive.put(&at, &body).await?;
+    Ok(Some(at))
 }
 
 async fn finish(deps: &Deps, key: &RecordKey, summary: &str) {
@@ -340,12 +390,7 @@ async fn park_recorded(
 /// an SLO the error budget the event spent (a parked one is late by definition).
 fn flow_figures(deps: &Deps, delivery: &Delivery, delivered: bool) {
     let lag = if delivered { delivery.accepted_at_ms.map(|t| (now_ms() - t).max(0)) } else { None };
-    let slo = deps
-        .config
-        .flows
-        .iter()
-        .find(|f| f.name == delivery.flow && f.version == delivery.flow_version)
-        .and_then(|f| f.slo);
+    let slo = deps.config.flow(&delivery.flow, delivery.flow_version).and_then(|f| f.slo);
     let dimensions = [("Flow", delivery.flow.as_str())];
     let count = |name| Metric { name, value: 1.0, unit: "Count", dimensions: &dimensions, rollup: false };
     let mut figures = vec![count(if delivered { "Delivered" } else { "ParkedDeliveries" })];

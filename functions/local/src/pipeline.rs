@@ -46,6 +46,10 @@ impl Deps {
             AwsSecrets::new(aws_sdk_secretsmanager::Client::new(sdk)),
             Duration::from_secs(300),
         ));
+        let archive = stack.archive_bucket.as_ref().map(|bucket| {
+            Arc::new(switchyard_common::archive::S3Archive::new(sdk, bucket))
+                as Arc<dyn switchyard_common::archive::Archive>
+        });
         Ok(Self {
             intake: switchyard_intake::Deps {
                 config: config.clone(),
@@ -63,10 +67,7 @@ impl Deps {
                 dispatch_fifo_queue_url: stack.dispatch_fifo_queue_url.clone(),
                 ingest_dlq_url: stack.ingest_dlq_url.clone(),
                 ledger: ledger.clone(),
-                archive: stack.archive_bucket.as_ref().map(|bucket| {
-                    Arc::new(switchyard_common::archive::S3Archive::new(sdk, bucket))
-                        as Arc<dyn switchyard_common::archive::Archive>
-                }),
+                archive: archive.clone(),
             },
             dispatcher: switchyard_dispatcher::Deps {
                 settings: switchyard_dispatcher::Settings::for_config(&config, max_receive_count),
@@ -82,6 +83,7 @@ impl Deps {
                 dispatch_dlq_url: stack.dispatch_dlq_url.clone(),
                 dispatch_fifo_queue_url: stack.dispatch_fifo_queue_url.clone(),
                 dispatch_fifo_dlq_url: stack.dispatch_fifo_dlq_url.clone(),
+                archive,
             },
         })
     }

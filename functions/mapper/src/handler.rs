@@ -178,7 +178,8 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     let mut mapped_per_flow: BTreeMap<String, u64> = BTreeMap::new();
     for (plan, unsent) in plans.iter().zip(&sent) {
         if let (Plan::Send(p), None) = (plan, unsent) {
-            for d in &p.mapped.deliveries {
+            // A dark version's deliveries are the same events again: not counted in.
+            for d in p.mapped.deliveries.iter().filter(|d| d.mode == Mode::Live) {
                 *mapped_per_flow.entry(d.flow.clone()).or_default() += 1;
             }
         }

@@ -22,7 +22,7 @@ use switchyard_common::runtime::{self, now_ms};
 
 use crate::dlq::{self, DlqName, Filter, Parked};
 use crate::replay::{self, Patch};
-use crate::{audit, destinations, trace};
+use crate::{audit, destinations, flows, trace};
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -73,6 +73,56 @@ enum Command {
     /// Each destination's rate limit and circuit breaker: as configured and as they
     /// stand now (open, half-open, paused by a Retry-After).
     Destinations,
+    /// Two versions of a flow compared event by event: live against dark (`diff`),
+    /// or any two over archived events, sending nothing (`backtest`).
+    #[command(subcommand)]
+    Flows(FlowsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum FlowsCommand {
+    /// What version --from sent against what version --to (dark) recorded it would
+    /// send: identical, different (a redacted diff per distinct change), one side only.
+    Diff(FlowDiffArgs),
+    /// Maps archived events with two versions of the flow file's flow and compares
+    /// the requests they would make. Sends nothing.
+    Backtest(BacktestArgs),
+}
+
+#[derive(Debug, Args)]
+struct FlowDiffArgs {
+    /// The flow's name.
+    name: String,
+    /// The version that sent (usually the live one).
+    #[arg(long)]
+    from: u32,
+    /// The version that recorded (usually the dark one).
+    #[arg(long)]
+    to: u32,
+    /// Recorded at or after: RFC 3339 or an age (30m, 2h, 7d).
+    #[arg(long, value_parser = dlq::parse_time, default_value = "24h")]
+    since: i64,
+    /// Recorded before: RFC 3339 or an age.
+    #[arg(long, value_parser = dlq::parse_time)]
+    until: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+struct BacktestArgs {
+    /// The flow's name.
+    name: String,
+    /// The version to try (in the flow file, any mode: off is fine).
+    #[arg(long)]
+    version: u32,
+    /// The version to compare it with (default: the live one).
+    #[arg(long)]
+    against: Option<u32>,
+    /// Events accepted at or after: RFC 3339 or an age (30m, 2h, 7d).
+    #[arg(long, value_parser = dlq::parse_time, default_value = "7d")]
+    since: i64,
+    /// Accepted before: RFC 3339 or an age.
+    #[arg(long, value_parser = dlq::parse_time)]
+    until: Option<i64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,7 +276,51 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Dlq(DlqCommand::Show(args)) => dlq_show(&stage, args).await,
         Command::Replay(args) => replay_command(&stage, cli.json, args).await,
         Command::Destinations => destinations_command(&stage, cli.json).await,
+        Command::Flows(FlowsCommand::Diff(args)) => flows_diff(&stage, cli.json, args).await,
+        Command::Flows(FlowsCommand::Backtest(args)) => flows_backtest(&stage, cli.json, args).await,
     }
+}
+
+/// Prints a comparison; nothing compared is exit 1 (wrong window, name or stage?).
+fn print_comparison(json: bool, c: &flows::Comparison) -> u8 {
+    if json {
+        println!("{}", flows::to_json(c));
+    } else {
+        print!("{}", flows::render_text(c));
+    }
+    if c.events == 0 {
+        eprintln!("switchyard-ops: nothing to compare in that window (is the name, the window or the stage right?)");
+        return exit::NOT_FOUND;
+    }
+    exit::OK
+}
+
+async fn flows_diff(stage: &Stage, json: bool, args: FlowDiffArgs) -> Result<u8, Failure> {
+    let sdk = runtime::aws_config().await;
+    let archive = S3Archive::new(&sdk, archive_bucket(stage, &sdk).await?);
+    let (ledger, _) = ledger(stage).await;
+    let window = (args.since, args.until.unwrap_or(now_ms() + 60_000));
+    let c = flows::diff_recorded(&archive, &ledger, &args.name, (args.from, args.to), window)
+        .await
+        .map_err(|e| Failure(exit::UNAVAILABLE, e))?;
+    Ok(print_comparison(json, &c))
+}
+
+async fn flows_backtest(stage: &Stage, json: bool, args: BacktestArgs) -> Result<u8, Failure> {
+    let config = Config::from_env().map_err(|e| Failure(exit::UNAVAILABLE, format!("flow file: {e}")))?;
+    let to = config.flow(&args.name, args.version).ok_or_else(|| {
+        Failure(exit::USAGE, format!("flow {} has no version {} in the flow file", args.name, args.version))
+    })?;
+    let from = match args.against {
+        Some(v) => config.flow(&args.name, v),
+        None => config.live_flow(&args.name),
+    }
+    .ok_or_else(|| Failure(exit::USAGE, format!("flow {} has no version to compare with (--against)", args.name)))?;
+    let sdk = runtime::aws_config().await;
+    let archive = S3Archive::new(&sdk, archive_bucket(stage, &sdk).await?);
+    let window = (args.since, args.until.unwrap_or(now_ms() + 60_000));
+    let c = flows::backtest(&archive, &config, (from, to), window).await.map_err(|e| Failure(exit::UNAVAILABLE, e))?;
+    Ok(print_comparison(json, &c))
 }
 
 async fn destinations_command(stage: &Stage, json: bool) -> Result<u8, Failure> {

@@ -6,5 +6,6 @@ pub mod cli;
 pub mod destinations;
 pub mod diff;
 pub mod dlq;
+pub mod flows;
 pub mod replay;
 pub mod trace;

@@ -257,8 +257,14 @@ pub fn payload_of(m: &Parked) -> Result<Value, String> {
 
 /// Pretty JSON through the logs' redactor.
 pub fn pretty_redacted(v: &Value) -> String {
-    let text = serde_json::to_string_pretty(v).unwrap_or_default();
-    switchyard_common::redact::redact(&text).into_owned()
+    // Masked on the compact text (the redactor re-serializes a line whose sensitive
+    // field it masks), then laid out one field per line for a readable diff.
+    let text = v.to_string();
+    let masked = switchyard_common::redact::redact(&text);
+    match serde_json::from_str::<Value>(&masked) {
+        Ok(masked) => serde_json::to_string_pretty(&masked).unwrap_or_default(),
+        Err(_) => masked.into_owned(),
+    }
 }
 
 /// The request as the dispatcher would send it, redacted (credentials are added by
