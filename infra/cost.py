@@ -102,6 +102,19 @@ def stage_resources(template, overrides):
     return kept, memory, pollers, tracing
 
 
+def schedules(resources, memory):
+    """(function binary, its memory) of each scheduled invocation (ScheduleV2 events)."""
+    out = []
+    for name, r in resources.items():
+        if r["Type"] != "AWS::Serverless::Function":
+            continue
+        binary = r.get("Metadata", {}).get("BuildProperties", {}).get("Binary", name)
+        for ev in r.get("Properties", {}).get("Events", {}).values():
+            if ev.get("Type") == "ScheduleV2":
+                out.append((binary, memory.get(binary, 128)))
+    return out
+
+
 def count(resources, kind):
     return sum(1 for r in resources.values() if r["Type"] == kind)
 
@@ -144,7 +157,7 @@ def per_million(bench, prices, memory, tracing):
     return items, per_100ms, {"write_units": writes, "read_units": reads, "invocations": invocations}
 
 
-def idle_floor(resources, pollers, prices):
+def idle_floor(resources, pollers, prices, memory):
     cw, sm, idle = prices["cloudwatch"], prices["secrets_manager"], prices["idle"]
     receives = idle["pollers_per_queue"] * idle["receives_per_poller_minute"] * idle["minutes_per_month"]
     secrets = count(resources, "AWS::SecretsManager::Secret")
@@ -157,7 +170,22 @@ def idle_floor(resources, pollers, prices):
         f"CloudWatch composite alarms ({composite})": composite * cw["usd_per_composite_alarm_month"],
         f"CloudWatch dashboards ({dashboards})": dashboards * cw["usd_per_dashboard_month"],
         f"Idle SQS polling ({len(pollers)} queues: {', '.join(pollers)})": len(pollers) * receives / 1e6 * prices["sqs"]["usd_per_million_requests"],
+        **{f"Scheduled {binary} runs (1 a minute, nothing new)": poll_run(mb, prices) for binary, mb in schedules(resources, memory)},
     }
+
+
+def poll_run(memory_mb, prices):
+    """A month of idle scheduled poller runs: Scheduler, Lambda, the cursor, the secret."""
+    idle, lam, ddb = prices["idle"], prices["lambda"], prices["dynamodb"]
+    runs = idle["minutes_per_month"]
+    gb_s = runs * idle["poll_run_ms"] / 1000 * memory_mb / 1024
+    return (
+        runs / 1e6 * prices["scheduler"]["usd_per_million_invocations"]
+        + runs / 1e6 * lam["usd_per_million_requests"]
+        + gb_s * lam["usd_per_gb_second_arm64"]
+        + runs / 1e6 * (ddb["usd_per_million_write_units"] + ddb["usd_per_million_read_units"])
+        + runs * idle["poll_secret_reads_per_minute"] / 10_000 * prices["secrets_manager"]["usd_per_10k_calls"]
+    )
 
 
 def main(argv=None):
@@ -200,7 +228,7 @@ def main(argv=None):
             f"{c[2]['write_units']:.2f} write units, {c[2]['read_units']:.2f} read units per event"
         )
 
-    floor = idle_floor(resources, pollers, prices)
+    floor = idle_floor(resources, pollers, prices, memory)
     print(f"\nIdle stage, $ per month (nothing flowing)\n")
     for item, usd in floor.items():
         print(f"  {item:<70}{usd:>8.2f}")

@@ -17,6 +17,10 @@ use crate::signature::Scheme;
 
 /// The config files compiled into the binaries (`config/` at build time), so a
 /// deployed function needs nothing beside its `bootstrap`.
+pub mod poll;
+
+pub use poll::PollSource;
+
 mod bundled {
     include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 }
@@ -42,8 +46,10 @@ fn invalid(message: impl Into<String>) -> ConfigError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    /// Webhook sources, and polling ones (`kind = "poll"`, see [`poll`]): each table
+    /// is read as one or the other by its `kind`.
     #[serde(default)]
-    sources: BTreeMap<String, RawSource>,
+    sources: BTreeMap<String, toml::Value>,
     #[serde(default)]
     destinations: BTreeMap<String, RawDestination>,
     #[serde(default)]
@@ -404,7 +410,10 @@ impl Flow {
 
 #[derive(Debug)]
 pub struct Config {
+    /// Webhook sources (intake's `/hooks/{name}`).
     pub sources: BTreeMap<String, Source>,
+    /// Polling sources (the poller's).
+    pub polls: BTreeMap<String, PollSource>,
     pub destinations: BTreeMap<String, Destination>,
     pub flows: Vec<Flow>,
 }
@@ -447,6 +456,14 @@ impl Config {
             _ => Self::bundled()?,
         };
         config.apply_destination_env()?;
+        for p in config.polls.values_mut() {
+            if let Some(url) = optional(&p.url_variable())? {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(invalid(format!("{} must be an http(s) URL", p.url_variable())));
+                }
+                p.url = url.trim_end_matches('/').to_owned();
+            }
+        }
         Ok(config)
     }
 
@@ -484,8 +501,19 @@ impl Config {
             toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
 
         let mut sources = BTreeMap::new();
-        for (name, s) in raw.sources {
+        let mut polls = BTreeMap::new();
+        for (name, table) in raw.sources {
             check_name("source", &name)?;
+            let parse_err = |e: toml::de::Error| ConfigError::Parse {
+                path: path.to_owned(),
+                message: format!("source {name}: {}", e.message()),
+            };
+            if poll::is_poll(&table) {
+                let raw: poll::RawPoll = table.try_into().map_err(parse_err)?;
+                polls.insert(name.clone(), poll::build(&name, raw)?);
+                continue;
+            }
+            let s: RawSource = table.try_into().map_err(parse_err)?;
             for (what, pointer) in [("event_id", &s.event_id), ("event_type", &s.event_type)] {
                 if let Some(p) = pointer {
                     if !(p.is_empty() || p.starts_with('/')) {
@@ -590,7 +618,7 @@ impl Config {
                     return Err(invalid(at("slo.objective must be a share strictly between 0 and 1, e.g. 0.995")));
                 }
             }
-            if !sources.contains_key(&f.source) {
+            if !sources.contains_key(&f.source) && !polls.contains_key(&f.source) {
                 return Err(invalid(at(&format!("unknown source {:?}", f.source))));
             }
             if !destinations.contains_key(&f.destination) {
@@ -647,11 +675,21 @@ impl Config {
                 mode: f.mode,
             });
         }
-        Ok(Config { sources, destinations, flows })
+        Ok(Config { sources, polls, destinations, flows })
     }
 
     pub fn destination(&self, name: &str) -> Option<&Destination> {
         self.destinations.get(name)
+    }
+
+    /// Whether the envelopes of `source` are archived (`archive = true`, the default;
+    /// an unknown source's too, so that nothing is lost for lack of a setting).
+    pub fn archives(&self, source: &str) -> bool {
+        match (self.sources.get(source), self.polls.get(source)) {
+            (Some(s), _) => s.archive,
+            (None, Some(p)) => p.archive,
+            (None, None) => true,
+        }
     }
 
     /// Whether flow `name` has a dark version beside its live one: then its live

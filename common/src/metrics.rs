@@ -15,6 +15,9 @@ pub mod names {
     pub const BREAKER_HELD: &str = "BreakerHeld";
     /// Per destination and stage-wide: credentials refused after a refresh.
     pub const PERMISSION_FAILURE: &str = "PermissionFailure";
+    /// Per polling source and stage-wide: a poll run that stopped early (the source
+    /// unreachable or refusing, a page unreadable, the ledger or queue unavailable).
+    pub const POLL_FAILED: &str = "PollFailed";
 }
 
 /// Multi-window burn-rate alerting over an SLO's error budget (the SRE workbook's

@@ -322,3 +322,53 @@ fn a_rate_limit_or_breaker_out_of_range_or_misspelt_is_refused() {
         assert!(with_destination(bad).is_err(), "{bad} was accepted");
     }
 }
+
+const POLL: &str = r#"
+[sources.orders]
+kind = "poll"
+url = "https://erp.example.com/api/orders/"
+auth = { kind = "bearer", secret = "source/orders" }
+cursor = { param = "updated_since", initial = "1970-01-01T00:00:00Z", next = ".next" }
+records = ".orders"
+id = ".id"
+version = ".updated_at"
+event_type = "order.updated"
+"#;
+
+#[test]
+fn a_polling_source_loads_with_its_jq_and_defaults_and_is_no_webhook_source() {
+    let config = Config::parse("t.toml", POLL, files).expect("a polling source");
+    let p = &config.polls["orders"];
+    assert_eq!(p.url, "https://erp.example.com/api/orders", "trailing slash trimmed");
+    assert_eq!((p.every.as_secs(), p.max_pages, p.timeout.as_millis()), (60, 100, 10_000));
+    assert!(p.more.is_none() && p.archive);
+    let page = serde_json::json!({"orders": [{"id": "o1", "updated_at": "t1"}], "next": "t1"});
+    assert_eq!(p.records.run_one(&page).unwrap()[0]["id"], "o1");
+    assert_eq!(p.next_cursor.run_one(&page).unwrap(), "t1");
+    assert!(config.sources.is_empty(), "intake answers a polling source's name with 404 unknown_source");
+    assert!(config.archives("orders"));
+    let bundled = Config::bundled().unwrap();
+    assert!(bundled.polls.contains_key("legacy-orders"), "the example polling source");
+    assert_eq!(bundled.polls["legacy-orders"].url_variable(), "SWITCHYARD_SOURCE_LEGACY_ORDERS_URL");
+}
+
+#[test]
+fn a_polling_source_with_a_bad_setting_is_refused_naming_it() {
+    for (change, expect) in [
+        (("https://erp.example.com/api/orders/", "ftp://erp"), "url must be an http(s) URL"),
+        (("records = \".orders\"", "records = \".orders\"\nevery_secs = 5"), "every_secs must be from 60"),
+        (
+            (
+                "auth = { kind = \"bearer\", secret = \"source/orders\" }",
+                "auth = { kind = \"webhook_url\", secret = \"x\" }",
+            ),
+            "none, api_key, bearer or basic",
+        ),
+        (("records = \".orders\"", "records = \".orders[\""), "records"),
+        (("records = \".orders\"", "records = \".orders\"\nrecrods = \".x\""), "unknown field"),
+    ] {
+        let text = POLL.replace(change.0, change.1);
+        let e = Config::parse("t.toml", &text, files).unwrap_err().to_string();
+        assert!(e.contains(expect), "{change:?}: {e}");
+    }
+}

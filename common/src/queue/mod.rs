@@ -51,6 +51,20 @@ impl OutboundMessage {
 /// A delivery as a dispatch queue message (body and the ids its consumers log), or why
 /// SQS would never take it. What the mapper enqueues, a replay re-enqueues and a
 /// dispatcher re-sends after many holds.
+/// An envelope as the ingest queue's message: JSON with the characters SQS refuses
+/// escaped, its ids as attributes (so that even a message that cannot be parsed is
+/// logged with them), refused if it would not fit an SQS message. Intake's and the
+/// poller's.
+pub fn envelope_message(envelope: &crate::envelope::Envelope) -> Result<OutboundMessage, Unsendable> {
+    let message = OutboundMessage::json(envelope)?
+        .attribute("correlation_id", &envelope.correlationid)
+        .attribute("event_id", &envelope.id)
+        .attribute("source", envelope.source_name())
+        .attribute("event_type", &envelope.event_type);
+    message.check()?;
+    Ok(message)
+}
+
 pub fn delivery_message(d: &crate::envelope::Delivery) -> Result<OutboundMessage, crate::failure::Failure> {
     use crate::failure::Failure;
     let message = OutboundMessage::json(d)

@@ -4,7 +4,7 @@ use serde_json::Value;
 use switchyard_common::config::Source;
 use switchyard_common::envelope::{sha256_hex, Envelope};
 use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey};
-use switchyard_common::queue::{is_sqs_char, OutboundMessage, Unsendable};
+use switchyard_common::queue::{envelope_message, is_sqs_char, Unsendable};
 use switchyard_common::runtime::{now_ms, rfc3339};
 use switchyard_common::secrets::VersionStage;
 use switchyard_common::signature::{self, SignatureError, SigningSecret, Verified};
@@ -85,7 +85,7 @@ async fn handle_in_span(
         payload,
         correlation_id.clone(),
     );
-    let message = match envelope_message(&envelope, &correlation_id, &source.name) {
+    let message = match envelope_message(&envelope) {
         Ok(m) => m,
         Err(Unsendable::TooLarge { bytes, limit }) => {
             // Checked before the claim, so a refused event leaves nothing behind.
@@ -170,18 +170,6 @@ fn refused(outcome: ClaimOutcome, event_id: &str) -> ApiGatewayV2httpResponse {
         // `check` never answers a claim.
         ClaimOutcome::Claimed { .. } => error(503, "unavailable", "try again later"),
     }
-}
-
-/// The envelope as the ingest queue's message: JSON with the characters SQS refuses
-/// escaped, and refused if it would not fit an SQS message.
-fn envelope_message(envelope: &Envelope, correlation_id: &str, source: &str) -> Result<OutboundMessage, Unsendable> {
-    let message = OutboundMessage::json(envelope)?
-        .attribute("correlation_id", correlation_id)
-        .attribute("event_id", &envelope.id)
-        .attribute("source", source)
-        .attribute("event_type", &envelope.event_type);
-    message.check()?;
-    Ok(message)
 }
 
 fn source_name(req: &ApiGatewayV2httpRequest) -> Option<String> {

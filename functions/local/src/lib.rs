@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod destinations;
 pub mod intake_http;
+pub mod orders_api;
 pub mod pipeline;
 pub mod poller;
 pub mod send;

@@ -240,7 +240,7 @@ async fn plan<'a>(deps: &Deps, message: &'a SqsMessage) -> Plan<'a> {
 async fn archive(deps: &Deps, envelope: &Envelope, body: &str) -> Result<(), ArchiveError> {
     let Some(archive) = &deps.archive else { return Ok(()) };
     let source = envelope.source_name();
-    if deps.config.sources.get(source).is_some_and(|s| !s.archive) {
+    if !deps.config.archives(source) {
         return Ok(());
     }
     let Some(accepted_at_ms) = envelope.accepted_at_ms() else {
