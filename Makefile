@@ -222,7 +222,7 @@ fuzz:
 # rustup target and add --arm64 (or let `sam build` do it from infra/template.yaml).
 build: $(VENV)/.stamp
 	$(LAMBDA_PATH) cargo lambda build --release --compiler cargo --output-format zip \
-	  --bin intake --bin mapper --bin dispatcher --bin rotator --bin poller
+	  --bin intake --bin mapper --bin dispatcher --bin rotator --bin poller --bin reconciler
 
 clean-local: stack-down
 	rm -rf $(LOCAL)

@@ -18,8 +18,10 @@ use crate::signature::Scheme;
 /// The config files compiled into the binaries (`config/` at build time), so a
 /// deployed function needs nothing beside its `bootstrap`.
 pub mod poll;
+pub mod reconcile;
 
 pub use poll::PollSource;
+pub use reconcile::Reconcile;
 
 mod bundled {
     include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
@@ -128,6 +130,8 @@ struct RawFlow {
     idempotency_key: Option<String>,
     entity_key: Option<String>,
     slo: Option<Slo>,
+    /// How to read back what it wrote (the reconciler).
+    reconcile: Option<reconcile::RawReconcile>,
     /// Payload field names whose values must never reach a log line.
     #[serde(default)]
     sensitive: Vec<String>,
@@ -400,6 +404,8 @@ pub struct Flow {
     pub entity_key: Option<JqProgram>,
     /// A latency objective: `slo = { within_secs = 120, objective = 0.995 }`.
     pub slo: Option<Slo>,
+    /// How the reconciler reads back what it wrote.
+    pub reconcile: Option<Reconcile>,
 }
 
 impl Flow {
@@ -663,6 +669,7 @@ impl Config {
                 idempotency_key: expr("idempotency_key", &f.idempotency_key)?,
                 entity_key: expr("entity_key", &f.entity_key)?,
                 slo: f.slo,
+                reconcile: f.reconcile.map(|r| reconcile::build(&f.name, r)).transpose()?,
                 name: f.name,
                 version: f.version,
                 source: f.source,

@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod failure;
 pub mod fuzz_entry;
 pub mod gate;
+pub mod json_fields;
 pub mod ledger;
 pub mod logging;
 pub mod mapping;

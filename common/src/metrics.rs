@@ -18,6 +18,9 @@ pub mod names {
     /// Per polling source and stage-wide: a poll run that stopped early (the source
     /// unreachable or refusing, a page unreadable, the ledger or queue unavailable).
     pub const POLL_FAILED: &str = "PollFailed";
+    /// Per flow and stage-wide: deliveries the ledger says were made that the
+    /// destination does not have (the reconciler's read-back answered 404/410).
+    pub const RECONCILE_MISSING: &str = "ReconcileMissing";
 }
 
 /// Multi-window burn-rate alerting over an SLO's error budget (the SRE workbook's

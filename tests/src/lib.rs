@@ -23,6 +23,7 @@ use switchyard_local::sink::Sink;
 use switchyard_local::stack::Stack;
 use tokio::process::{Child, Command};
 
+pub mod crm;
 pub mod lambda;
 pub mod proxy;
 pub mod runner;

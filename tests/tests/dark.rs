@@ -50,6 +50,7 @@ fn version(config: &Config, version: u32, mode: Mode, mapping: &str) -> Flow {
         idempotency_key: None,
         entity_key: None,
         slo: None,
+        reconcile: None,
     }
 }
 

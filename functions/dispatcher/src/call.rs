@@ -361,6 +361,55 @@ pub async fn deliver(deps: &Deps, destination: &Destination, delivery: &Delivery
     }
 }
 
+/// What a destination answered to a read (the reconciler's read-back).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadBack {
+    pub status: u16,
+    /// The body as JSON; `Null` when empty or not JSON.
+    pub body: serde_json::Value,
+}
+
+/// The largest read-back body kept.
+const READ_LIMIT: usize = 1024 * 1024;
+
+/// Reads `path` of `destination` (`GET` or `method`) with the destination's own
+/// credentials, re-read once after a 401/403 as a delivery would. Any status is an
+/// answer; only a transport failure or a second refusal of the credentials is an error.
+pub async fn read(deps: &Deps, destination: &Destination, method: &str, path: &str) -> Result<ReadBack, Failure> {
+    let method = http::Method::from_bytes(method.as_bytes())
+        .map_err(|_| Failure::terminal(format!("invalid method {method:?}")))?;
+    let mut refreshed = false;
+    loop {
+        let credential = credential(deps, destination).await?;
+        let url = reqwest::Url::parse(&format!("{}{path}", destination.base_url))
+            .map_err(|_| Failure::terminal("the destination URL and path are not a valid URL"))?;
+        let mut req =
+            deps.http.request(method.clone(), url).timeout(destination.timeout).header(ACCEPT, "application/json");
+        if let Some(h) = credential.header() {
+            req = req.header(h.name.clone(), h.value.clone());
+        }
+        let response = req.send().await.map_err(|e| {
+            let (what, _) = transport_failure(&e);
+            Failure::transient(format!("{what} reading from {}", destination.name))
+        })?;
+        let status = response.status().as_u16();
+        if matches!(status, 401 | 403) && !refreshed {
+            forget(deps, destination, Some(credential)).await;
+            refreshed = true;
+            continue;
+        }
+        if matches!(status, 401 | 403) {
+            return Err(Failure {
+                class: FailureClass::Auth,
+                ..Failure::transient(format!("HTTP {status} from {}", destination.name))
+            });
+        }
+        let body = read_at_most(response, READ_LIMIT).await.unwrap_or_default();
+        let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        return Ok(ReadBack { status, body });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

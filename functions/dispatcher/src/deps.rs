@@ -98,6 +98,35 @@ impl Deps {
     }
 }
 
+impl Deps {
+    /// What reading from destinations needs and nothing more (the reconciler's):
+    /// their credentials and rate limits, no queues, no archive.
+    pub fn for_reads(
+        sdk: &aws_config::SdkConfig,
+        config: Arc<Config>,
+        stage: Stage,
+        table: &str,
+    ) -> Result<Self, String> {
+        let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+        Ok(Self {
+            settings: Settings::for_config(&config, 0),
+            config,
+            stage,
+            ledger: Arc::new(DynamoLedger::new(dynamo.clone(), table)),
+            gate: Gate::new(DynamoGate::new(dynamo, table)),
+            queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk))),
+            secrets: Arc::new(CachedSecrets::from_env(sdk)?),
+            http: http_client()?,
+            tokens: TokenCache::default(),
+            dispatch_queue_url: String::new(),
+            dispatch_dlq_url: String::new(),
+            dispatch_fifo_queue_url: String::new(),
+            dispatch_fifo_dlq_url: String::new(),
+            archive: None,
+        })
+    }
+}
+
 /// One client per container: connection pooling across invocations. A client that
 /// cannot be built (e.g. no TLS roots) stops the cold start: a default client would
 /// silently drop the timeouts and the no-redirect policy.

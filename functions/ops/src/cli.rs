@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 
 use clap::{Args, Parser, Subcommand};
-use switchyard_common::archive::S3Archive;
+use switchyard_common::archive::{Archive, S3Archive};
 use switchyard_common::config::Config;
 use switchyard_common::gate::{DynamoGate, GateStore};
 use switchyard_common::ledger::{entity_hash, DynamoLedger, IdempotencyStore, RecordKey};
@@ -77,6 +77,35 @@ enum Command {
     /// or any two over archived events, sending nothing (`backtest`).
     #[command(subcommand)]
     Flows(FlowsCommand),
+    /// What the scheduled reconciler found at a flow's destination; --repair re-sends
+    /// what it is missing through the guarded replay.
+    #[command(subcommand)]
+    Reconcile(ReconcileCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ReconcileCommand {
+    /// The latest reconciliation report of a flow: equal, missing, different (which
+    /// fields), unreadable, unknown at the destination.
+    Report(ReconcileArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReconcileArgs {
+    /// The flow's name.
+    flow: String,
+    /// The latest report made at or after: RFC 3339 or an age (30m, 2h, 7d).
+    #[arg(long, value_parser = dlq::parse_time, default_value = "7d")]
+    since: i64,
+    /// Re-send the report's missing deliveries from the archive (`replay --archived
+    /// --flow FLOW --force`): a dry run unless --yes.
+    #[arg(long)]
+    repair: bool,
+    /// Why (kept in each replay's audit record); needed to send.
+    #[arg(long, requires = "repair")]
+    reason: Option<String>,
+    #[arg(long, requires = "repair")]
+    yes: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -278,7 +307,94 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Destinations => destinations_command(&stage, cli.json).await,
         Command::Flows(FlowsCommand::Diff(args)) => flows_diff(&stage, cli.json, args).await,
         Command::Flows(FlowsCommand::Backtest(args)) => flows_backtest(&stage, cli.json, args).await,
+        Command::Reconcile(ReconcileCommand::Report(args)) => Box::pin(reconcile_report(&stage, cli.json, args)).await,
     }
+}
+
+/// The latest report of `flow` written at or after `since_ms`, with its key.
+async fn latest_report(
+    archive: &S3Archive,
+    flow: &str,
+    since_ms: i64,
+) -> Result<Option<switchyard_reconciler::Report>, Failure> {
+    let prefix = format!("{}{flow}/", switchyard_reconciler::REPORTS);
+    let listed = archive.list(&prefix).await.map_err(|e| Failure(exit::UNAVAILABLE, e.to_string()))?;
+    let Some(latest) = listed.into_iter().filter(|o| o.written_at_ms >= since_ms).max_by_key(|o| o.written_at_ms)
+    else {
+        return Ok(None);
+    };
+    let bytes =
+        archive.get(&latest.key).await.map_err(|e| Failure(exit::UNAVAILABLE, e.to_string()))?.unwrap_or_default();
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Failure(exit::UNAVAILABLE, format!("{} is not a reconciliation report: {e}", latest.key)))
+}
+
+async fn reconcile_report(stage: &Stage, json: bool, args: ReconcileArgs) -> Result<u8, Failure> {
+    let sdk = runtime::aws_config().await;
+    let archive = S3Archive::new(&sdk, archive_bucket(stage, &sdk).await?);
+    let Some(report) = latest_report(&archive, &args.flow, args.since).await? else {
+        eprintln!(
+            "switchyard-ops: no reconciliation report of flow {} since then (has the reconciler run?)",
+            args.flow
+        );
+        return Ok(exit::NOT_FOUND);
+    };
+    if json {
+        println!("{}", serde_json::to_value(&report).unwrap_or_default());
+    } else {
+        print!("{}", reconcile_text(&report));
+    }
+    if !args.repair {
+        return Ok(exit::OK);
+    }
+    let Some(source) = report.missing.first().map(|f| f.source.clone()) else {
+        eprintln!("switchyard-ops: nothing missing: nothing to repair");
+        return Ok(exit::OK);
+    };
+    // The repair is the guarded replay from the archive, with its every guard.
+    let mut argv: Vec<String> =
+        ["switchyard-ops", "--stage", stage.as_str(), "replay", "--archived"].map(String::from).to_vec();
+    argv.extend(report.missing.iter().map(|f| f.event_id.clone()));
+    argv.extend(["--source".into(), source, "--flow".into(), report.flow.clone(), "--force".into()]);
+    if let Some(reason) = &args.reason {
+        argv.extend(["--reason".into(), reason.clone()]);
+    }
+    if args.yes {
+        argv.push("--yes".into());
+    }
+    let cli = Cli::try_parse_from(argv).map_err(|e| Failure(exit::USAGE, e.to_string()))?;
+    Box::pin(run(cli)).await
+}
+
+fn reconcile_text(r: &switchyard_reconciler::Report) -> String {
+    let mut out = format!(
+        "reconcile {} v{} at {}: deliveries of {} .. {}, read back {}\n  checked: {}\n  equal: {}\n  missing: {}\n  different: {}\n  unreadable: {}\n",
+        r.flow,
+        r.version,
+        r.destination,
+        runtime::rfc3339(r.since_ms),
+        runtime::rfc3339(r.until_ms),
+        runtime::rfc3339(r.ran_at_ms),
+        r.checked,
+        r.equal,
+        r.missing.len(),
+        r.different.len(),
+        r.unreadable.len(),
+    );
+    if r.listed {
+        out.push_str(&format!("  at the destination, explained by no delivery of the window: {}\n", r.unknown.len()));
+    }
+    for f in &r.missing {
+        out.push_str(&format!("missing    {}/{}\n", f.source, f.event_id));
+    }
+    for f in &r.different {
+        out.push_str(&format!("different  {}/{} ({})\n", f.source, f.event_id, f.fields.join(", ")));
+    }
+    for f in &r.unreadable {
+        out.push_str(&format!("unreadable {}/{}: {}\n", f.source, f.event_id, f.reason.as_deref().unwrap_or_default()));
+    }
+    out
 }
 
 /// Prints a comparison; nothing compared is exit 1 (wrong window, name or stage?).

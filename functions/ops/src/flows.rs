@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use switchyard_common::archive::{self, Archive};
 use switchyard_common::config::{Config, Flow};
 use switchyard_common::envelope::{Delivery, Envelope};
+use switchyard_common::json_fields;
 use switchyard_common::ledger::{IdempotencyStore, RecordKey, Status};
 use switchyard_common::recorded::{request_day_prefix, Recorded, Request};
 
@@ -101,30 +102,6 @@ fn comparable(r: &Request, flow: &str, version: u32, source: &str, event_id: &st
     v
 }
 
-/// The dotted paths at which `a` and `b` differ (objects key by key, arrays of the
-/// same length item by item, anything else as a whole).
-fn changed_fields(a: &Value, b: &Value, at: &str, out: &mut Vec<String>) {
-    let here = |key: &str| if at.is_empty() { key.to_owned() } else { format!("{at}.{key}") };
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-            for k in keys {
-                match (x.get(k), y.get(k)) {
-                    (Some(p), Some(q)) => changed_fields(p, q, &here(k), out),
-                    _ => out.push(here(k)),
-                }
-            }
-        }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-            for (n, (p, q)) in x.iter().zip(y).enumerate() {
-                changed_fields(p, q, &here(&n.to_string()), out);
-            }
-        }
-        _ if a != b => out.push(if at.is_empty() { "(request)".to_owned() } else { at.to_owned() }),
-        _ => {}
-    }
-}
-
 fn push_one_sided(groups: &mut BTreeMap<String, OneSided>, reason: &str, event_id: &str) {
     let g = groups.entry(reason.to_owned()).or_insert_with(|| OneSided {
         reason: reason.to_owned(),
@@ -153,8 +130,7 @@ pub fn compare(flow: &str, from: u32, to: u32, kind: &'static str, pairs: &[Pair
             (Side::Request(a), Side::Request(b)) => {
                 let a = comparable(a, flow, from, &p.source, &p.event_id);
                 let b = comparable(b, flow, to, &p.source, &p.event_id);
-                let mut fields = Vec::new();
-                changed_fields(&a, &b, "", &mut fields);
+                let fields = json_fields::changed(&a, &b);
                 if fields.is_empty() {
                     identical += 1;
                     continue;

@@ -113,6 +113,7 @@ fn version_of(config: &Config, version: u32, mode: Mode, mapping: &str) -> Flow 
         idempotency_key: None,
         entity_key: None,
         slo: None,
+        reconcile: None,
     }
 }
 
