@@ -24,6 +24,7 @@ What is measured and what is assumed:
 """
 
 import argparse
+import re
 import math
 import sys
 import tomllib
@@ -102,8 +103,11 @@ def stage_resources(template, overrides):
     return kept, memory, pollers, tracing
 
 
+RATE_MINUTES = {"minute": 1, "minutes": 1, "hour": 60, "hours": 60, "day": 1440, "days": 1440}
+
+
 def schedules(resources, memory):
-    """(function binary, its memory) of each scheduled invocation (ScheduleV2 events)."""
+    """(function binary, its memory, minutes between runs) of each ScheduleV2 event."""
     out = []
     for name, r in resources.items():
         if r["Type"] != "AWS::Serverless::Function":
@@ -111,7 +115,10 @@ def schedules(resources, memory):
         binary = r.get("Metadata", {}).get("BuildProperties", {}).get("Binary", name)
         for ev in r.get("Properties", {}).get("Events", {}).values():
             if ev.get("Type") == "ScheduleV2":
-                out.append((binary, memory.get(binary, 128)))
+                m = re.fullmatch(r"rate\((\d+) (\w+)\)", ev["Properties"]["ScheduleExpression"])
+                if not m or m.group(2) not in RATE_MINUTES:
+                    raise SystemExit(f"{name}: only rate(N minute|hour|day) schedules are priced")
+                out.append((binary, memory.get(binary, 128), int(m.group(1)) * RATE_MINUTES[m.group(2)]))
     return out
 
 
@@ -170,14 +177,18 @@ def idle_floor(resources, pollers, prices, memory):
         f"CloudWatch composite alarms ({composite})": composite * cw["usd_per_composite_alarm_month"],
         f"CloudWatch dashboards ({dashboards})": dashboards * cw["usd_per_dashboard_month"],
         f"Idle SQS polling ({len(pollers)} queues: {', '.join(pollers)})": len(pollers) * receives / 1e6 * prices["sqs"]["usd_per_million_requests"],
-        **{f"Scheduled {binary} runs (1 a minute, nothing new)": poll_run(mb, prices) for binary, mb in schedules(resources, memory)},
+        **{
+            f"Scheduled {binary} runs (every {every} min, nothing to do)": scheduled_run(mb, every, prices)
+            for binary, mb, every in schedules(resources, memory)
+        },
     }
 
 
-def poll_run(memory_mb, prices):
-    """A month of idle scheduled poller runs: Scheduler, Lambda, the cursor, the secret."""
+def scheduled_run(memory_mb, every_minutes, prices):
+    """A month of idle scheduled runs: Scheduler, Lambda, and (priced as the poller's)
+    a cursor read and write and a secret read when the cache lapses."""
     idle, lam, ddb = prices["idle"], prices["lambda"], prices["dynamodb"]
-    runs = idle["minutes_per_month"]
+    runs = idle["minutes_per_month"] / every_minutes
     gb_s = runs * idle["poll_run_ms"] / 1000 * memory_mb / 1024
     return (
         runs / 1e6 * prices["scheduler"]["usd_per_million_invocations"]
