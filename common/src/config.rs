@@ -409,6 +409,31 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// Another version of this flow with its own mapping and mode: what a dark or a
+    /// backtested version is in a test. It takes the same events to the same place;
+    /// filter, contract and key expressions are not carried over.
+    pub fn another_version(&self, version: u32, mode: Mode, mapping: JqProgram) -> Flow {
+        Flow {
+            name: self.name.clone(),
+            version,
+            source: self.source.clone(),
+            event_types: self.event_types.clone(),
+            filter: None,
+            mapping,
+            contract: None,
+            destination: self.destination.clone(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            mode,
+            ordering_key: None,
+            entity_version: None,
+            idempotency_key: None,
+            entity_key: None,
+            slo: None,
+            reconcile: None,
+        }
+    }
+
     pub fn accepts_type(&self, event_type: &str) -> bool {
         self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type)
     }

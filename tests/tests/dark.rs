@@ -32,26 +32,8 @@ fn lead_mapping() -> String {
 
 /// A version of the Stripe flow beside v1 with its own mapping.
 fn version(config: &Config, version: u32, mode: Mode, mapping: &str) -> Flow {
-    let live = config.flow(FLOW, 1).expect("the Stripe flow");
-    Flow {
-        name: FLOW.into(),
-        version,
-        source: live.source.clone(),
-        event_types: live.event_types.clone(),
-        filter: None,
-        mapping: JqProgram::compile(&format!("v{version}.jq"), mapping).expect("mapping compiles"),
-        contract: None,
-        destination: live.destination.clone(),
-        method: live.method.clone(),
-        path: live.path.clone(),
-        mode,
-        ordering_key: None,
-        entity_version: None,
-        idempotency_key: None,
-        entity_key: None,
-        slo: None,
-        reconcile: None,
-    }
+    let mapping = JqProgram::compile(&format!("v{version}.jq"), mapping).expect("mapping compiles");
+    config.flow(FLOW, 1).expect("the Stripe flow").another_version(version, mode, mapping)
 }
 
 /// A payment whose `amount_received` is `amount`.

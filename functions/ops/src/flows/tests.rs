@@ -96,25 +96,7 @@ fn an_event_with_a_request_on_one_side_only_is_counted_by_the_reason_the_other_h
 /// Version `version` of the Stripe flow with its own mapping (no contract).
 fn version_of(config: &Config, version: u32, mode: Mode, mapping: &str) -> Flow {
     let live = config.flow(FLOW, 1).expect("the Stripe flow");
-    Flow {
-        name: FLOW.into(),
-        version,
-        source: live.source.clone(),
-        event_types: live.event_types.clone(),
-        filter: None,
-        mapping: JqProgram::compile("v2.jq", mapping).expect("mapping"),
-        contract: None,
-        destination: live.destination.clone(),
-        method: live.method.clone(),
-        path: live.path.clone(),
-        mode,
-        ordering_key: None,
-        entity_version: None,
-        idempotency_key: None,
-        entity_key: None,
-        slo: None,
-        reconcile: None,
-    }
+    live.another_version(version, mode, JqProgram::compile("v2.jq", mapping).expect("mapping"))
 }
 
 fn payment(id: &str, email: Option<&str>) -> Envelope {
