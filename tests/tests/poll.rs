@@ -14,7 +14,6 @@ use switchyard_common::envelope::Envelope;
 use switchyard_common::ledger::{IdempotencyStore, RecordKey, Status};
 use switchyard_common::names::Stage;
 use switchyard_common::queue::SqsQueue;
-use switchyard_common::secrets::AwsSecrets;
 use switchyard_e2e::{eventually, local_secret, repo, settle, LocalAws, World};
 use switchyard_local::orders_api::{order, OrdersApi};
 use switchyard_poller::{cursor, Deps, RunReport};
@@ -42,13 +41,14 @@ fn at(secs: i64) -> String {
 fn deps(aws: &LocalAws, url: &str) -> Deps {
     let mut config = Config::load(&repo().join("config/flows.toml")).expect("flow file");
     config.polls.get_mut(SOURCE).expect("the example polling source").url = url.to_owned();
+    let config = Arc::new(config);
+    let stage = Stage::new(&aws.stack.stage).unwrap();
     Deps {
-        config: Arc::new(config),
-        stage: Stage::new(&aws.stack.stage).unwrap(),
         ledger: Arc::new(aws.ledger()),
         queue: Arc::new(SqsQueue::new(aws.sqs())),
-        secrets: Arc::new(AwsSecrets::new(aws_sdk_secretsmanager::Client::new(&aws.sdk))),
-        http: switchyard_poller::http_client().unwrap(),
+        reads: switchyard_dispatcher::Deps::for_reads(&aws.sdk, config.clone(), stage, &aws.stack.ledger_table)
+            .unwrap(),
+        config,
         ingest_queue_url: aws.stack.ingest_queue_url.clone(),
         ingest_dlq_url: aws.stack.ingest_dlq_url.clone(),
     }

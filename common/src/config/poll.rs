@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{in_range, invalid, Auth, ConfigError, RateLimit};
+use super::{in_range, invalid, Auth, ConfigError, Destination, RateLimit, RetryPolicy};
 use crate::mapping::JqProgram;
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +122,22 @@ impl PollSource {
         format!("SWITCHYARD_SOURCE_{}_URL", self.name.to_ascii_uppercase().replace('-', "_"))
     }
 
+    /// The source as something to call: its URL, credentials and timeout, read with
+    /// the dispatcher's own code (every auth kind, the refresh after a 401/403).
+    pub fn endpoint(&self) -> Destination {
+        Destination {
+            name: format!("source {}", self.name),
+            base_url: self.url.clone(),
+            auth: self.auth.clone(),
+            timeout: self.timeout,
+            retry: RetryPolicy::default(),
+            signing: None,
+            rate_limit: None,
+            max_in_flight: None,
+            breaker: None,
+        }
+    }
+
     /// The least time between two page requests its rate limit allows.
     pub fn page_interval(&self) -> Duration {
         self.rate_limit.as_ref().map_or(Duration::ZERO, |r| Duration::from_secs(1) / r.per_second.max(1))
@@ -145,8 +161,10 @@ pub(super) fn build(name: &str, raw: RawPoll) -> Result<PollSource, ConfigError>
         in_range(&at, "rate_limit.per_second", r.per_second, ranges::PER_SECOND)?;
     }
     raw.auth.validate().map_err(|e| invalid(format!("{at}: {e}")))?;
-    if matches!(raw.auth, Auth::WebhookUrl { .. } | Auth::OAuth2ClientCredentials { .. }) {
-        return Err(invalid(format!("{at}: a polling source authenticates with none, api_key, bearer or basic")));
+    if matches!(raw.auth, Auth::WebhookUrl { .. }) {
+        return Err(invalid(format!(
+            "{at}: a polling source authenticates with none, api_key, bearer, basic or oauth2_client_credentials"
+        )));
     }
     if raw.cursor.param.is_empty() || raw.event_type.is_empty() {
         return Err(invalid(format!("{at}: cursor.param and event_type must not be empty")));

@@ -347,6 +347,16 @@ fn a_polling_source_loads_with_its_jq_and_defaults_and_is_no_webhook_source() {
     assert_eq!(p.next_cursor.run_one(&page).unwrap(), "t1");
     assert!(config.sources.is_empty(), "intake answers a polling source's name with 404 unknown_source");
     assert!(config.archives("orders"));
+    let oauth = POLL.replace(
+        r#"auth = { kind = "bearer", secret = "source/orders" }"#,
+        r#"auth = { kind = "oauth2_client_credentials", token_url = "https://erp.example.com/token", secret = "source/orders" }"#,
+    );
+    let endpoint =
+        Config::parse("t.toml", &oauth, files).expect("oauth2 for a polling source").polls["orders"].endpoint();
+    assert_eq!(
+        (endpoint.base_url.as_str(), endpoint.auth.kind()),
+        ("https://erp.example.com/api/orders", "oauth2_client_credentials")
+    );
     let bundled = Config::bundled().unwrap();
     assert!(bundled.polls.contains_key("legacy-orders"), "the example polling source");
     assert_eq!(bundled.polls["legacy-orders"].url_variable(), "SWITCHYARD_SOURCE_LEGACY_ORDERS_URL");
@@ -362,7 +372,7 @@ fn a_polling_source_with_a_bad_setting_is_refused_naming_it() {
                 "auth = { kind = \"bearer\", secret = \"source/orders\" }",
                 "auth = { kind = \"webhook_url\", secret = \"x\" }",
             ),
-            "none, api_key, bearer or basic",
+            "none, api_key, bearer, basic or oauth2_client_credentials",
         ),
         (("records = \".orders\"", "records = \".orders[\""), "records"),
         (("records = \".orders\"", "records = \".orders\"\nrecrods = \".x\""), "unknown field"),

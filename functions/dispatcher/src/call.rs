@@ -365,15 +365,16 @@ pub async fn deliver(deps: &Deps, destination: &Destination, delivery: &Delivery
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadBack {
     pub status: u16,
-    /// The body as JSON; `Null` when empty or not JSON.
-    pub body: serde_json::Value,
+    /// The body as JSON; `None` when empty or not JSON.
+    pub body: Option<serde_json::Value>,
 }
 
-/// The largest read-back body kept.
-const READ_LIMIT: usize = 1024 * 1024;
+/// The largest body read (a read-back, a polled page).
+const READ_LIMIT: usize = 8 * 1024 * 1024;
 
-/// Reads `path` of `destination` (`GET` or `method`) with the destination's own
-/// credentials, re-read once after a 401/403 as a delivery would. Any status is an
+/// Reads `path` (and query) of `destination` with `method` and the destination's own
+/// credentials, re-read once after a 401/403 as a delivery would: the reconciler's
+/// read-back and the poller's pages. Any status is an
 /// answer; only a transport failure or a second refusal of the credentials is an error.
 pub async fn read(deps: &Deps, destination: &Destination, method: &str, path: &str) -> Result<ReadBack, Failure> {
     let method = http::Method::from_bytes(method.as_bytes())
@@ -405,7 +406,7 @@ pub async fn read(deps: &Deps, destination: &Destination, method: &str, path: &s
             });
         }
         let body = read_at_most(response, READ_LIMIT).await.unwrap_or_default();
-        let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        let body = serde_json::from_slice(&body).ok();
         return Ok(ReadBack { status, body });
     }
 }

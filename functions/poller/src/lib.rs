@@ -8,5 +8,5 @@ pub mod cursor;
 mod deps;
 pub mod run;
 
-pub use deps::{http_client, Deps};
+pub use deps::Deps;
 pub use run::{handle, poll_source, RunReport};

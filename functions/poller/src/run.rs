@@ -11,20 +11,16 @@
 
 use std::time::{Duration, Instant};
 
-use http::header::ACCEPT;
 use serde::Serialize;
 use serde_json::Value;
-use switchyard_common::auth::credentials::{self, AuthHeader, SecretFields};
 use switchyard_common::batch::parked_message;
-use switchyard_common::config::{Auth, PollSource};
+use switchyard_common::config::{Destination, PollSource};
 use switchyard_common::envelope::{sha256_hex, Envelope};
 use switchyard_common::failure::Failure;
 use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey, RECORD_TTL};
 use switchyard_common::metrics;
 use switchyard_common::queue::{envelope_message, OutboundMessage};
-use switchyard_common::redact;
 use switchyard_common::runtime::{now_ms, rfc3339};
-use switchyard_common::secrets::VersionStage;
 use tracing::{info, warn, Instrument};
 
 use crate::cursor::{self, Cursor};
@@ -99,20 +95,14 @@ pub async fn poll_source(deps: &Deps, source: &PollSource, force: bool, deadline
         report.skipped = Some(format!("not due until {}", rfc3339(due_at)));
         return report;
     }
-    let credential = match credential(deps, source).await {
-        Ok(c) => c,
-        Err(e) => {
-            report.error = Some(e);
-            return report;
-        }
-    };
+    let endpoint = source.endpoint();
     let mut last_request: Option<Instant> = None;
     for _ in 0..source.max_pages {
         if now_ms() + page_reserve(source) > deadline_ms {
             break;
         }
         pace(source.page_interval(), &mut last_request).await;
-        let page = match fetch(deps, source, &at, credential.as_ref()).await {
+        let page = match fetch(deps, source, &endpoint, &at).await {
             Ok(p) => p,
             Err(e) => {
                 report.error = Some(e);
@@ -193,74 +183,26 @@ async fn pace(interval: Duration, last: &mut Option<Instant>) {
     *last = Some(Instant::now());
 }
 
-/// The source's credential header, read from its secret (registered with the log
-/// redactor before use).
-async fn credential(deps: &Deps, source: &PollSource) -> Result<Option<AuthHeader>, String> {
-    let fields = |suffix: &str| {
-        let id = deps.stage.secret_id(suffix);
-        async move {
-            let value = deps
-                .secrets
-                .get(&id, VersionStage::Current)
-                .await
-                .map_err(|e| format!("credentials unavailable: {e}"))?
-                .ok_or_else(|| format!("secret {id} has no current version"))?;
-            redact::register_secret(value.expose());
-            let fields = SecretFields::parse(&id, value.expose()).map_err(|e| e.to_string())?;
-            fields.values().for_each(redact::register_secret);
-            Ok::<_, String>(fields)
-        }
-    };
-    let header = match &source.auth {
-        Auth::None => return Ok(None),
-        Auth::ApiKey { header, secret } => credentials::api_key_header(&fields(secret).await?, header),
-        Auth::Bearer { secret } => credentials::bearer_header(&fields(secret).await?),
-        Auth::Basic { secret } => credentials::basic_header(&fields(secret).await?),
-        other => return Err(format!("{other:?} is not a polling source's auth")),
-    }
-    .map_err(|e| e.to_string())?;
-    if let Some(derived) = &header.derived {
-        redact::register_secret(derived);
-    }
-    Ok(Some(header))
-}
-
-/// The largest page read.
-const PAGE_LIMIT: usize = 8 * 1024 * 1024;
-
 /// One page: `GET url?{params}&{cursor param}={cursor}` (no cursor parameter while
-/// the cursor is empty), answered with JSON.
-async fn fetch(deps: &Deps, source: &PollSource, at: &str, credential: Option<&AuthHeader>) -> Result<Value, String> {
-    let mut url = reqwest::Url::parse(&source.url).map_err(|_| format!("source {}: url is not a URL", source.name))?;
+/// the cursor is empty), answered with JSON; read with the dispatcher's own call (the
+/// source's credentials, refreshed once after a 401/403).
+async fn fetch(deps: &Deps, source: &PollSource, endpoint: &Destination, at: &str) -> Result<Value, String> {
+    let mut query = reqwest::Url::parse("http://query.invalid/").map_err(|e| e.to_string())?;
     {
-        let mut query = url.query_pairs_mut();
+        let mut pairs = query.query_pairs_mut();
         for (k, v) in &source.params {
-            query.append_pair(k, v);
+            pairs.append_pair(k, v);
         }
         if !at.is_empty() {
-            query.append_pair(&source.cursor_param, at);
+            pairs.append_pair(&source.cursor_param, at);
         }
     }
-    let mut request = deps.http.get(url).timeout(source.timeout).header(ACCEPT, "application/json");
-    if let Some(h) = credential {
-        request = request.header(h.name.clone(), h.value.clone());
+    let path = query.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let page = switchyard_dispatcher::read(&deps.reads, endpoint, "GET", &path).await.map_err(|f| f.reason)?;
+    if !(200..300).contains(&page.status) {
+        return Err(format!("HTTP {} from source {}", page.status, source.name));
     }
-    let response = request.send().await.map_err(|e| {
-        let what = if e.is_timeout() { "timed out" } else { "unreachable" };
-        format!("source {} {what}", source.name)
-    })?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(format!("HTTP {} from source {}", status.as_u16(), source.name));
-    }
-    if response.content_length().is_some_and(|n| n as usize > PAGE_LIMIT) {
-        return Err(format!("a page of source {} is over {PAGE_LIMIT} bytes", source.name));
-    }
-    let bytes = response.bytes().await.map_err(|_| format!("source {} stopped mid-page", source.name))?;
-    if bytes.len() > PAGE_LIMIT {
-        return Err(format!("a page of source {} is over {PAGE_LIMIT} bytes", source.name));
-    }
-    serde_json::from_slice(&bytes).map_err(|_| format!("a page of source {} is not JSON", source.name))
+    page.body.ok_or_else(|| format!("a page of source {} is not JSON", source.name))
 }
 
 /// A record the poller will enqueue, and its intake claim.

@@ -215,7 +215,7 @@ async fn reconcile(deps: &Deps, flow: &Flow, since_ms: i64, until_ms: i64) -> Re
                 Ok(r) if r.status == 404 || r.status == 410 => report.missing.push(finding(vec![], None)),
                 Ok(r) if (200..300).contains(&r.status) => {
                     let project = |v: &Value| spec.compare.run_one(v).map_err(|e| e.reason());
-                    match (project(&sent), project(&r.body)) {
+                    match (project(&sent), project(r.body.as_ref().unwrap_or(&Value::Null))) {
                         (Ok(a), Ok(b)) => {
                             let fields = json_fields::changed(&a, &b);
                             if fields.is_empty() {
@@ -240,7 +240,8 @@ async fn reconcile(deps: &Deps, flow: &Flow, since_ms: i64, until_ms: i64) -> Re
         if !(200..300).contains(&r.status) {
             return Err(format!("HTTP {} listing {}", r.status, list.path));
         }
-        let records = match list.records.run_one(&r.body).map_err(|e| e.reason())? {
+        let listing = r.body.ok_or_else(|| format!("the listing at {} is not JSON", list.path))?;
+        let records = match list.records.run_one(&listing).map_err(|e| e.reason())? {
             Value::Array(records) => records,
             _ => return Err("reconcile.list.records did not yield a list".into()),
         };
