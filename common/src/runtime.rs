@@ -79,6 +79,19 @@ fn check_log_filter(filter: &str) -> Result<(), String> {
     EnvFilter::try_new(filter).map(drop).map_err(|e| format!("RUST_LOG is not a valid log filter: {e}"))
 }
 
+/// Waits until `interval` has passed since the last call that went through `last`
+/// (none yet: at once), then marks this one: one request at a time at most every
+/// `interval` (a replay's `--rate`, a polling source's `rate_limit`).
+pub async fn pace(interval: std::time::Duration, last: &mut Option<std::time::Instant>) {
+    if let Some(at) = *last {
+        let wait = interval.saturating_sub(at.elapsed());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    *last = Some(std::time::Instant::now());
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -408,13 +408,10 @@ async fn replay_queue(
     Ok(())
 }
 
-/// Waits until a send at `rate` per second may follow the one at `last_send`.
+/// Waits until a send at `rate` per second (none: no limit) may follow the last one.
 async fn pace(rate: Option<f64>, last_send: &mut Option<Instant>) {
-    let Some(rate) = rate.filter(|r| *r > 0.0) else { return };
-    if let Some(at) = *last_send {
-        tokio::time::sleep(Duration::from_secs_f64(1.0 / rate).saturating_sub(at.elapsed())).await;
-    }
-    *last_send = Some(Instant::now());
+    let interval = rate.filter(|r| *r > 0.0).map_or(Duration::ZERO, |r| Duration::from_secs_f64(1.0 / r));
+    switchyard_common::runtime::pace(interval, last_send).await;
 }
 
 /// Where an archived event is, found from its intake record (`archive::envelope_key`).

@@ -9,7 +9,7 @@
 //! the accepts enqueues those records once more, and the dispatcher's claims deliver
 //! them once.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -97,11 +97,12 @@ pub async fn poll_source(deps: &Deps, source: &PollSource, force: bool, deadline
     }
     let endpoint = source.endpoint();
     let mut last_request: Option<Instant> = None;
+    let mut stored = false;
     for _ in 0..source.max_pages {
         if now_ms() + page_reserve(source) > deadline_ms {
             break;
         }
-        pace(source.page_interval(), &mut last_request).await;
+        switchyard_common::runtime::pace(source.page_interval(), &mut last_request).await;
         let page = match fetch(deps, source, &endpoint, &at).await {
             Ok(p) => p,
             Err(e) => {
@@ -153,6 +154,7 @@ pub async fn poll_source(deps: &Deps, source: &PollSource, force: bool, deadline
                 report.error = Some(format!("cannot store the cursor: {e}"));
                 break;
             }
+            stored = true;
             at = next;
             report.cursor = at.clone();
         }
@@ -165,22 +167,15 @@ pub async fn poll_source(deps: &Deps, source: &PollSource, force: bool, deadline
             break;
         }
     }
-    let end = Cursor { value: at, last_run_ms: started };
-    if let Err(e) = cursor::write(deps.ledger.as_ref(), &source.name, &end, now_ms()).await {
-        report.error.get_or_insert(format!("cannot store the end of the run: {e}"));
-    }
-    report
-}
-
-/// Waits until `interval` has passed since the last request.
-async fn pace(interval: Duration, last: &mut Option<Instant>) {
-    if let Some(at) = *last {
-        let since = at.elapsed();
-        if since < interval {
-            tokio::time::sleep(interval - since).await;
+    // A page that moved the cursor stored this run's time with it; otherwise the run's
+    // time is stored here, so that the next one knows when this one ran.
+    if !stored {
+        let end = Cursor { value: at, last_run_ms: started };
+        if let Err(e) = cursor::write(deps.ledger.as_ref(), &source.name, &end, now_ms()).await {
+            report.error.get_or_insert(format!("cannot store the end of the run: {e}"));
         }
     }
-    *last = Some(Instant::now());
+    report
 }
 
 /// One page: `GET url?{params}&{cursor param}={cursor}` (no cursor parameter while
