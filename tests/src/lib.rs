@@ -24,6 +24,7 @@ use switchyard_local::stack::Stack;
 use tokio::process::{Child, Command};
 
 pub mod crm;
+pub mod iam;
 pub mod lambda;
 pub mod proxy;
 pub mod runner;

@@ -1,24 +1,12 @@
-//! Issue 9: the template's alarms watch what the code emits. The template is read with
-//! cfn-lint's own YAML loader (the project's virtual environment), so intrinsic
-//! functions come through as CloudFormation would see them.
+//! The template agrees with the code: its alarms watch what the code emits, its roles
+//! allow the calls the functions make. The template is read with cfn-lint's own YAML
+//! loader (`switchyard_e2e::iam::template`).
 
 use serde_json::Value;
 use switchyard_common::config::Config;
 use switchyard_common::metrics::{names, BURN_WINDOWS, NAMESPACE};
-use switchyard_e2e::{repo, venv};
-
-fn template() -> Value {
-    let out = std::process::Command::new(venv().join("bin/python"))
-        .args([
-            "-c",
-            "import json, sys; from cfnlint.decode import cfn_yaml; print(json.dumps(cfn_yaml.load(sys.argv[1]), default=str))",
-        ])
-        .arg(repo().join("infra/template.yaml"))
-        .output()
-        .expect("run the venv's python (make test creates it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("template as JSON")
-}
+use switchyard_e2e::iam::{self, template};
+use switchyard_e2e::repo;
 
 fn resources_of_type<'a>(t: &'a Value, kind: &str) -> Vec<(&'a String, &'a Value)> {
     t["Resources"].as_object().unwrap().iter().filter(|(_, r)| r["Type"] == kind).collect()
@@ -176,4 +164,47 @@ fn every_function_deploys_through_a_canary_alias_rolled_back_by_every_errors_and
     assert_eq!(r["IntakeFunctionUrlPermission"]["Properties"]["FunctionName"]["Ref"], "IntakeFunctionAliaslive");
     assert_eq!(r["RotatorInvokePermission"]["Properties"]["FunctionName"]["Ref"], "RotatorFunctionAliaslive");
     assert_eq!(r["CrmDestinationSecretRotation"]["Properties"]["RotationLambdaARN"]["Ref"], "RotatorFunctionAliaslive");
+}
+
+/// Every AWS call of each function's happy path (what `make bench-pipeline` counts per
+/// caller, which also checks what it met against the roles) is allowed by its role.
+#[test]
+fn each_functions_role_allows_every_aws_call_of_its_happy_path() {
+    let t = template();
+    let calls = [
+        // check (consistent GetItem) -> enqueue -> accept (UpdateItem); the signing secret.
+        (
+            "intake",
+            &[
+                ("dynamodb", "GetItem"),
+                ("dynamodb", "UpdateItem"),
+                ("sqs", "SendMessageBatch"),
+                ("secretsmanager", "GetSecretValue"),
+            ][..],
+        ),
+        // The event source mapping's; one batch to the dispatch queue; the archive.
+        (
+            "mapper",
+            &[("sqs", "ReceiveMessage"), ("sqs", "DeleteMessageBatch"), ("sqs", "SendMessageBatch"), ("s3", "PUT")][..],
+        ),
+        // Claim and complete (UpdateItem), the entity's last version, credentials, a retry's visibility.
+        (
+            "dispatcher",
+            &[
+                ("dynamodb", "UpdateItem"),
+                ("dynamodb", "GetItem"),
+                ("secretsmanager", "GetSecretValue"),
+                ("sqs", "ChangeMessageVisibility"),
+                ("sqs", "DeleteMessageBatch"),
+            ][..],
+        ),
+    ];
+    for (function, ops) in calls {
+        let allowed = iam::allowed(&t, &iam::role_of(function));
+        assert!(!allowed.is_empty(), "no policies on {}", iam::role_of(function));
+        for (service, op) in ops {
+            let action = iam::action(service, op);
+            assert!(iam::covers(&allowed, &action), "{function}'s role does not allow {action}: {allowed:?}");
+        }
+    }
 }

@@ -26,6 +26,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde_json::{json, Value};
 use switchyard_common::runtime::now_ms;
 use switchyard_common::signature::{sign, Scheme, SigningSecret};
+use switchyard_e2e::iam;
 use switchyard_e2e::lambda::{Answer, Function};
 use switchyard_e2e::proxy::{index_items, largest_item_bytes, since, Counts, Tally};
 use switchyard_e2e::{local_secret, repo, stripe_payment, LocalAws};
@@ -248,6 +249,22 @@ async fn main() {
         eprintln!("NOT exactly once: {delivered} of {} delivered, {twice} more than once", warmup + n);
         std::process::exit(1);
     }
+    // moto enforces no IAM: every call counted here must be one the caller's role allows.
+    let template = iam::template();
+    let refused: Vec<String> = calls
+        .keys()
+        .filter(|(caller, _, _)| ["intake", "mapper", "dispatcher"].contains(&caller.as_str()))
+        .filter_map(|(caller, service, op)| {
+            let action = iam::action(service, op);
+            (!iam::covers(&iam::allowed(&template, &iam::role_of(caller)), &action))
+                .then(|| format!("{caller}: {action}"))
+        })
+        .collect();
+    if !refused.is_empty() {
+        eprintln!("calls the template's roles do not allow (refused in AWS): {refused:?}");
+        std::process::exit(1);
+    }
+    println!("every call above is allowed by its function's role in infra/template.yaml");
 }
 
 struct Phases {
