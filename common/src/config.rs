@@ -677,7 +677,7 @@ impl Config {
                     let text = read(rel)?;
                     let schema: serde_json::Value =
                         serde_json::from_str(&text).map_err(|e| invalid(at(&format!("contract {rel}: {e}"))))?;
-                    Some(Contract::compile(rel, &schema)?)
+                    Some(Contract::new(rel, schema))
                 }
                 None => None,
             };
@@ -708,6 +708,16 @@ impl Config {
             });
         }
         Ok(Config { sources, polls, destinations, flows })
+    }
+
+    /// Compiles every flow's contract schema (loading only parses them, see
+    /// [`Contract`]): the mapper's cold start and the local runner refuse a flow file
+    /// whose contract is not a valid schema.
+    pub fn check_contracts(&self) -> Result<(), ConfigError> {
+        for contract in self.flows.iter().filter_map(|f| f.contract.as_ref()) {
+            contract.check()?;
+        }
+        Ok(())
     }
 
     pub fn destination(&self, name: &str) -> Option<&Destination> {

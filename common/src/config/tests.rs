@@ -16,6 +16,7 @@ fn files(rel: &str) -> Result<String, ConfigError> {
         "bad.jq" => Ok("{email: .data.object.receipt_email".to_owned()),
         "c.json" => Ok(r#"{"type":"object","required":["email"]}"#.to_owned()),
         "notjson.json" => Ok("{".to_owned()),
+        "notschema.json" => Ok(r#"{"type":"no such type"}"#.to_owned()),
         other => Err(ConfigError::Read { path: other.to_owned(), message: "no such file".to_owned() }),
     }
 }
@@ -83,6 +84,18 @@ fn a_missing_file_or_a_contract_that_is_not_json_is_refused() {
     assert!(matches!(e, ConfigError::Read { .. }), "{e}");
     let e = with_flow(&GOOD_FLOW.replace("c.json", "notjson.json")).unwrap_err();
     assert!(e.to_string().contains("contract notjson.json"), "{e}");
+}
+
+#[test]
+fn a_contract_that_is_not_a_schema_loads_but_fails_the_contract_check_the_mapper_runs() {
+    let config = with_flow(&GOOD_FLOW.replace("c.json", "notschema.json")).expect("loading only parses the schema");
+    let e = config.check_contracts().unwrap_err();
+    assert!(e.to_string().contains("contract notschema.json has an invalid schema"), "{e}");
+    let good = with_flow(GOOD_FLOW).unwrap();
+    good.check_contracts().expect("a valid schema compiles");
+    let contract = good.flows[0].contract.as_ref().unwrap();
+    assert!(contract.validate(&serde_json::json!({"email": "a@b.c"})).is_ok());
+    assert!(contract.validate(&serde_json::json!({})).is_err());
 }
 
 #[test]
