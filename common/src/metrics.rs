@@ -69,22 +69,130 @@ pub struct Metric<'a> {
 }
 
 pub fn emit(metric: &Metric<'_>) {
-    println!("{}", emf_line(std::slice::from_ref(metric), stage(), crate::runtime::now_ms()));
+    emit_all(std::slice::from_ref(metric));
 }
 
 /// Several metrics sharing their dimensions, in one line (one log event, one bill).
+/// Inside [`per_batch`] they are kept for the batch's lines instead.
 pub fn emit_all(metrics: &[Metric<'_>]) {
-    println!("{}", emf_line(metrics, stage(), crate::runtime::now_ms()));
+    let kept = BATCH.try_with(|batch| batch.borrow_mut().extend(metrics.iter().map(Figure::from))).is_ok();
+    if !kept {
+        let figures: Vec<Figure> = metrics.iter().map(Figure::from).collect();
+        for line in batch_lines(&figures, stage(), crate::runtime::now_ms()) {
+            println!("{line}");
+        }
+    }
 }
 
-fn emf_line(metrics: &[Metric<'_>], stage: &str, now_ms: i64) -> String {
+tokio::task_local! {
+    static BATCH: std::cell::RefCell<Vec<Figure>>;
+}
+
+/// Runs `work` (one invocation's batch) and emits the metrics it emitted as one line
+/// per dimension set instead of one line per call: counts summed, other values (a
+/// delivery's lag, the error budget it spent) as an EMF value array, one datapoint
+/// each, so sums and percentiles are unchanged. A batch of ten deliveries logs one
+/// metric line, not ten. Metrics emitted outside it (or in a task it spawns) are
+/// written at once.
+pub async fn per_batch<F: std::future::Future>(work: F) -> F::Output {
+    let (out, figures) = BATCH
+        .scope(std::cell::RefCell::new(Vec::new()), async {
+            let out = work.await;
+            (out, BATCH.with(|batch| batch.take()))
+        })
+        .await;
+    for line in batch_lines(&figures, stage(), crate::runtime::now_ms()) {
+        println!("{line}");
+    }
+    out
+}
+
+/// A [`Metric`] kept until its batch's lines are written.
+#[derive(Debug, Clone)]
+struct Figure {
+    name: String,
+    unit: String,
+    value: f64,
+    dimensions: Vec<(String, String)>,
+    rollup: bool,
+}
+
+impl From<&Metric<'_>> for Figure {
+    fn from(m: &Metric<'_>) -> Self {
+        Self {
+            name: m.name.to_owned(),
+            unit: m.unit.to_owned(),
+            value: m.value,
+            dimensions: m.dimensions.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            rollup: m.rollup,
+        }
+    }
+}
+
+/// EMF takes at most 100 values per metric in one line.
+const MAX_VALUES: usize = 100;
+
+/// The EMF lines of `figures`: one per dimension set (and rollup), in first-seen
+/// order; more only when a metric has over [`MAX_VALUES`] values.
+fn batch_lines(figures: &[Figure], stage: &str, now_ms: i64) -> Vec<String> {
+    // (dimensions, rollup) → [(name, unit, values)], both in first-seen order.
+    type Set<'f> = (&'f [(String, String)], bool);
+    type Values<'f> = Vec<(&'f str, &'f str, Vec<f64>)>;
+    let mut groups: Vec<(Set<'_>, Values<'_>)> = Vec::new();
+    for f in figures {
+        let set = (f.dimensions.as_slice(), f.rollup);
+        let at = match groups.iter().position(|(k, _)| *k == set) {
+            Some(i) => i,
+            None => {
+                groups.push((set, Vec::new()));
+                groups.len() - 1
+            }
+        };
+        let metrics = &mut groups[at].1;
+        match metrics.iter_mut().find(|(name, unit, _)| *name == f.name && *unit == f.unit) {
+            Some((_, unit, values)) if *unit == "Count" => values[0] += f.value,
+            Some((_, _, values)) => values.push(f.value),
+            None => metrics.push((&f.name, &f.unit, vec![f.value])),
+        }
+    }
+    let mut lines = Vec::new();
+    for ((dimensions, rollup), metrics) in &groups {
+        let longest = metrics.iter().map(|(_, _, v)| v.len()).max().unwrap_or(0);
+        for chunk in 0..longest.div_ceil(MAX_VALUES) {
+            let part: Vec<(&str, &str, &[f64])> = metrics
+                .iter()
+                .filter_map(|(name, unit, values)| {
+                    let from = chunk * MAX_VALUES;
+                    (from < values.len()).then(|| (*name, *unit, &values[from..values.len().min(from + MAX_VALUES)]))
+                })
+                .collect();
+            lines.push(emf_line(&part, dimensions, *rollup, stage, now_ms));
+        }
+    }
+    lines
+}
+
+fn number(value: f64) -> Value {
+    if value.fract() == 0.0 && value.abs() < 9e15 {
+        json!(value as i64)
+    } else {
+        json!(value)
+    }
+}
+
+fn emf_line(
+    metrics: &[(&str, &str, &[f64])],
+    dimensions: &[(String, String)],
+    rollup: bool,
+    stage: &str,
+    now_ms: i64,
+) -> String {
     let mut line = Map::new();
-    let first = metrics.first().map(|m| m.dimensions).unwrap_or_default();
-    let rollup = metrics.iter().any(|m| m.rollup);
-    let dimensions: Vec<(&str, &str)> = std::iter::once(("Stage", stage)).chain(first.iter().copied()).collect();
+    let dimensions: Vec<(&str, &str)> =
+        std::iter::once(("Stage", stage)).chain(dimensions.iter().map(|(k, v)| (k.as_str(), v.as_str()))).collect();
     let dims: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
     let sets = if rollup && dims.len() > 1 { json!([dims, ["Stage"]]) } else { json!([dims]) };
-    let declared: Vec<Value> = metrics.iter().map(|m| json!({"Name": m.name, "Unit": m.unit})).collect();
+    let declared: Vec<Value> = metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect();
     line.insert(
         "_aws".into(),
         json!({
@@ -99,9 +207,12 @@ fn emf_line(metrics: &[Metric<'_>], stage: &str, now_ms: i64) -> String {
     for (k, v) in &dimensions {
         line.insert((*k).to_owned(), Value::String((*v).to_owned()));
     }
-    for m in metrics {
-        let value = if m.value.fract() == 0.0 && m.value.abs() < 9e15 { json!(m.value as i64) } else { json!(m.value) };
-        line.insert(m.name.to_owned(), value);
+    for (name, _, values) in metrics {
+        let value = match values {
+            [one] => number(*one),
+            many => Value::Array(many.iter().map(|v| number(*v)).collect()),
+        };
+        line.insert((*name).to_owned(), value);
     }
     Value::Object(line).to_string()
 }
@@ -119,7 +230,9 @@ mod tests {
             dimensions: &[("Source", "stripe")],
             rollup: false,
         };
-        let v: Value = serde_json::from_str(&emf_line(&[metric], "prod", 5)).unwrap();
+        let lines = batch_lines(&[Figure::from(&metric)], "prod", 5);
+        assert_eq!(lines.len(), 1);
+        let v: Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(v["UnmatchedEvents"], 1);
         assert_eq!(v["Stage"], "prod");
         assert_eq!(v["Source"], "stripe");
@@ -132,18 +245,75 @@ mod tests {
     #[test]
     fn a_rolled_up_line_also_declares_the_stage_alone_and_keeps_fractions() {
         let dims = [("Flow", "orders")];
-        let line = emf_line(
-            &[
-                Metric { name: "DeliveryLag", value: 1250.0, unit: "Milliseconds", dimensions: &dims, rollup: true },
-                Metric { name: "SloBudgetSpent", value: 0.5, unit: "None", dimensions: &dims, rollup: true },
-            ],
-            "prod",
-            5,
-        );
-        let v: Value = serde_json::from_str(&line).unwrap();
+        let figures = [
+            Metric { name: "DeliveryLag", value: 1250.0, unit: "Milliseconds", dimensions: &dims, rollup: true },
+            Metric { name: "SloBudgetSpent", value: 0.5, unit: "None", dimensions: &dims, rollup: true },
+        ];
+        let lines = batch_lines(&figures.iter().map(Figure::from).collect::<Vec<_>>(), "prod", 5);
+        let v: Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Stage", "Flow"], ["Stage"]]));
         assert_eq!(v["DeliveryLag"], 1250);
         assert_eq!(v["SloBudgetSpent"], 0.5);
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"][1]["Unit"], "None");
+    }
+
+    #[test]
+    fn a_batch_writes_one_line_per_dimension_set_summing_counts_and_listing_other_values() {
+        let orders = [("Flow", "orders")];
+        let refunds = [("Flow", "refunds")];
+        let mut figures = Vec::new();
+        for lag in [100.0, 250.0, 4000.0] {
+            figures.push(Metric { name: "Delivered", value: 1.0, unit: "Count", dimensions: &orders, rollup: false });
+            figures.push(Metric {
+                name: "DeliveryLag",
+                value: lag,
+                unit: "Milliseconds",
+                dimensions: &orders,
+                rollup: false,
+            });
+        }
+        figures.push(Metric { name: "Delivered", value: 1.0, unit: "Count", dimensions: &refunds, rollup: false });
+        figures.push(Metric { name: "Held", value: 1.0, unit: "Count", dimensions: &orders, rollup: true });
+        let lines = batch_lines(&figures.iter().map(Figure::from).collect::<Vec<_>>(), "prod", 5);
+        let v: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(v.len(), 3, "{lines:?}");
+        assert_eq!((&v[0]["Flow"], &v[0]["Delivered"]), (&json!("orders"), &json!(3)));
+        assert_eq!(v[0]["DeliveryLag"], json!([100, 250, 4000]), "one datapoint per delivery");
+        assert_eq!((&v[1]["Flow"], &v[1]["Delivered"]), (&json!("refunds"), &json!(1)));
+        assert_eq!(v[2]["Held"], 1);
+        assert_eq!(v[2]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Stage", "Flow"], ["Stage"]]));
+    }
+
+    #[test]
+    fn more_than_a_hundred_values_of_one_metric_spill_into_another_line() {
+        let dims = [("Flow", "orders")];
+        let figures: Vec<Figure> = (0..150)
+            .map(|i| {
+                Figure::from(&Metric {
+                    name: "DeliveryLag",
+                    value: f64::from(i),
+                    unit: "Milliseconds",
+                    dimensions: &dims,
+                    rollup: false,
+                })
+            })
+            .collect();
+        let lines = batch_lines(&figures, "prod", 5);
+        let v: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0]["DeliveryLag"].as_array().unwrap().len(), 100);
+        assert_eq!(v[1]["DeliveryLag"].as_array().unwrap().len(), 50);
+    }
+
+    #[tokio::test]
+    async fn metrics_emitted_inside_a_batch_are_kept_for_its_lines_and_outside_one_are_not() {
+        let kept = per_batch(async {
+            count("Delivered", 1, &[("Flow", "orders")]);
+            count("Delivered", 1, &[("Flow", "orders")]);
+            BATCH.with(|b| b.borrow().len())
+        })
+        .await;
+        assert_eq!(kept, 2, "both kept until the batch ends");
+        assert!(BATCH.try_with(|_| ()).is_err(), "no batch outside per_batch: emitted at once");
     }
 }

@@ -43,6 +43,19 @@ fn a_line_carries_the_fields_of_every_enclosing_span_not_only_the_innermost() {
 }
 
 #[test]
+fn an_unsampled_xray_trace_id_is_left_off_the_line_and_a_sampled_one_kept() {
+    let out = lines(|| {
+        let unsampled = "Root=1-00000000-000000000000000000000000;Sampled=0";
+        info_span!("invoke", requestId = "r-1", xrayTraceId = unsampled).in_scope(|| info!("unsampled"));
+        let sampled = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1";
+        info_span!("invoke", requestId = "r-2", xrayTraceId = sampled).in_scope(|| info!("sampled"));
+    });
+    assert_eq!(out[0]["requestId"], json!("r-1"));
+    assert!(out[0].get("xrayTraceId").is_none(), "{}", out[0]);
+    assert_eq!(out[1]["xrayTraceId"], json!("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"));
+}
+
+#[test]
 fn an_inner_span_overrides_an_outer_one_and_the_event_overrides_both() {
     let raw = raw_lines(|| {
         info_span!("envelope", flow = "outer", destination = "outer").in_scope(|| {

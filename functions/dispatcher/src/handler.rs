@@ -20,6 +20,11 @@ use crate::Deps;
 /// deadline: a claim not completed by then may be taken over, and a FIFO record is
 /// started only while the worst case of one record still fits before it.
 pub async fn handle(deps: &Deps, event: SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
+    // The batch's figures (delivered, lag, retries, holds …) in one line per flow or destination.
+    metrics::per_batch(handle_batch(deps, event, deadline_ms)).await
+}
+
+async fn handle_batch(deps: &Deps, event: SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
     let reserve = deps.settings.record_reserve.as_millis() as i64;
     let may_start = |_: &SqsMessage| now_ms() + reserve <= deadline_ms;
     let (response, skipped) = process_batch_while(&event, may_start, |m| handle_record(deps, m, deadline_ms)).await;
