@@ -59,6 +59,21 @@ where
     .inspect_err(|e| tracing::error!(error = %e, "cannot start"))
 }
 
+/// The longest a cold start waits for its [`warm_up`].
+pub const WARM_UP_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One step of a cold start's warm-up.
+pub type WarmUpStep<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+
+/// Runs a cold start's warm-up steps together, for at most [`WARM_UP_BUDGET`]: the
+/// connections the first event needs (in AWS, a TLS handshake each, hundreds of ms for
+/// the first DynamoDB call) and the secrets it reads are opened and cached during
+/// init, side by side, instead of one after another inside the first event. A step
+/// that fails or is cut short only leaves that work to the first event.
+pub async fn warm_up(steps: Vec<WarmUpStep<'_>>) {
+    let _ = tokio::time::timeout(WARM_UP_BUDGET, futures_util::future::join_all(steps)).await;
+}
+
 /// A required environment variable, or a message that says which one is missing.
 pub fn env(name: &str) -> Result<String, String> {
     optional_env(name)?.ok_or_else(|| format!("environment variable {name} is not set"))

@@ -387,6 +387,19 @@ fn record_from_item(item: &Item) -> Result<LedgerRecord, LedgerError> {
 
 #[async_trait]
 impl IdempotencyStore for DynamoLedger {
+    async fn warm_up(&self) -> Result<(), LedgerError> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s("WARMUP"))
+            .key("sk", s("WARMUP"))
+            .projection_expression("pk")
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome, LedgerError> {
         self.claim_as(request, None).await
     }

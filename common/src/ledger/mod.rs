@@ -355,6 +355,13 @@ pub trait IdempotencyStore: Send + Sync {
     /// Partition keys of the events with this correlation id (the correlation index).
     async fn events_by_correlation(&self, correlation_id: &str) -> Result<Vec<String>, LedgerError>;
 
+    /// One cheap read (a key no record has) at cold start: the connection the first
+    /// event's check or claim needs is open before that event arrives (in AWS, the
+    /// TLS handshake). Nothing is written.
+    async fn warm_up(&self) -> Result<(), LedgerError> {
+        Ok(())
+    }
+
     /// Copies the record at `from` to `to` (same state, other key). What `to` told
     /// before a replay armed `from` is already in `from`'s log (`ArmRequest::history`).
     async fn mirror(&self, from: &RecordKey, to: &RecordKey) -> Result<(), LedgerError> {

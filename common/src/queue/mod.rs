@@ -109,4 +109,10 @@ pub trait Queue: Send + Sync {
 
     /// Makes a received message visible again after `seconds`: the backoff of a retry.
     async fn set_visibility(&self, queue_url: &str, receipt_handle: &str, seconds: i32) -> Result<(), QueueError>;
+
+    /// One cheap read of `queue_url`'s attributes at cold start, so the connection the
+    /// first send needs is open (every queue of a region shares the endpoint).
+    async fn warm_up(&self, _queue_url: &str) -> Result<(), QueueError> {
+        Ok(())
+    }
 }

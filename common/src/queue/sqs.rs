@@ -64,6 +64,17 @@ impl Queue for SqsQueue {
         }
     }
 
+    async fn warm_up(&self, queue_url: &str) -> Result<(), QueueError> {
+        self.client
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| QueueError::Unavailable(DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+
     async fn set_visibility(&self, queue_url: &str, receipt_handle: &str, seconds: i32) -> Result<(), QueueError> {
         self.client
             .change_message_visibility()

@@ -16,10 +16,10 @@ use switchyard_common::config::{Auth, Destination, SigningScheme};
 use switchyard_common::envelope::{is_header_text, Delivery};
 use switchyard_common::failure::{self, classify_status, Failure, FailureClass};
 use switchyard_common::redact;
-use switchyard_common::runtime::now_ms;
+use switchyard_common::runtime::{self, now_ms};
 use switchyard_common::secrets::{SecretValue, VersionStage};
 use switchyard_common::signature::SigningSecret;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::Deps;
 
@@ -344,6 +344,31 @@ pub async fn warm(deps: &Deps, destination: &Destination) {
         let _ = read_secret(deps, &signing.secret, VersionStage::Current).await;
         let _ = read_secret(deps, &signing.secret, VersionStage::Previous).await;
     }
+}
+
+/// What the dispatcher's cold start does before its first batch (`runtime::warm_up`):
+/// every destination's credential and signing secrets into the cache, and one ledger
+/// read so its connection is open. No token endpoint is called: an OAuth2 token waits
+/// for a delivery that needs it.
+pub async fn warm_up(deps: &Deps) {
+    let mut steps: Vec<runtime::WarmUpStep<'_>> = vec![Box::pin(async {
+        if let Err(e) = deps.ledger.warm_up().await {
+            debug!(error = %e, "ledger warm-up");
+        }
+    })];
+    let secrets = deps
+        .config
+        .destinations
+        .values()
+        .flat_map(|d| d.auth.secret().into_iter().chain(d.signing.as_ref().map(|s| s.secret.as_str())));
+    for secret in secrets {
+        steps.push(Box::pin(async move {
+            if let Err(e) = read_secret(deps, secret, VersionStage::Current).await {
+                debug!(reason = %e.reason, "secret warm-up");
+            }
+        }));
+    }
+    runtime::warm_up(steps).await;
 }
 
 /// Calls the destination; on 401/403 (from it or from its token endpoint) re-reads

@@ -6,6 +6,6 @@ mod call;
 mod deps;
 mod handler;
 
-pub use call::{read, ReadBack};
+pub use call::{read, warm_up, ReadBack};
 pub use deps::{http_client, Deps, Settings};
 pub use handler::handle;

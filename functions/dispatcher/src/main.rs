@@ -6,6 +6,7 @@ use switchyard_dispatcher::{handle, Deps};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let deps = runtime::cold_start(|sdk| async move { Deps::from_env(&sdk).await }).await?;
+    switchyard_dispatcher::warm_up(&deps).await;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
         let deps = &deps;

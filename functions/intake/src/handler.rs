@@ -5,10 +5,10 @@ use switchyard_common::config::Source;
 use switchyard_common::envelope::{sha256_hex, Envelope};
 use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey};
 use switchyard_common::queue::{envelope_message, is_sqs_char, Unsendable};
-use switchyard_common::runtime::{now_ms, rfc3339};
+use switchyard_common::runtime::{self, now_ms, rfc3339};
 use switchyard_common::secrets::VersionStage;
 use switchyard_common::signature::{self, SignatureError, SigningSecret, Verified};
-use tracing::{field, info, warn, Instrument};
+use tracing::{debug, field, info, warn, Instrument};
 
 use crate::respond::{accepted, duplicate, error};
 use crate::Deps;
@@ -234,6 +234,28 @@ async fn verify(
 /// source that does not say when it was created) leaves the previous one accepted.
 fn previous_accepted(current_created_at: Option<i64>, now_s: i64, grace_secs: i64) -> bool {
     grace_secs > 0 && current_created_at.is_none_or(|created| now_s.saturating_sub(created) < grace_secs)
+}
+
+/// What intake's cold start does before its first request (`runtime::warm_up`): every
+/// webhook source's signing secrets into the cache, and one read each of the ledger
+/// and the ingest queue, so their connections are open.
+pub async fn warm_up(deps: &Deps) {
+    let now_s = now_ms() / 1_000;
+    let mut steps: Vec<runtime::WarmUpStep<'_>> = vec![
+        Box::pin(async { deps.ledger.warm_up().await.unwrap_or_else(|e| debug!(error = %e, "ledger warm-up")) }),
+        Box::pin(async {
+            deps.queue.warm_up(&deps.ingest_queue_url).await.unwrap_or_else(|e| debug!(error = %e, "queue warm-up"))
+        }),
+    ];
+    for source in deps.config.sources.values() {
+        steps.push(Box::pin(async move {
+            let id = deps.stage.secret_id(&source.secret);
+            if let Err(message) = signing_secrets(deps, source, &id, now_s).await {
+                debug!(%message, "secret warm-up");
+            }
+        }));
+    }
+    runtime::warm_up(steps).await;
 }
 
 /// The current secret and, during the rotation grace window, the previous one.

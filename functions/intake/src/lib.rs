@@ -6,4 +6,4 @@ mod handler;
 mod respond;
 
 pub use deps::{Deps, Limits};
-pub use handler::handle;
+pub use handler::{handle, warm_up};

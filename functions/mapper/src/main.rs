@@ -6,6 +6,11 @@ use switchyard_mapper::{handle, Deps};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let deps = runtime::cold_start(|sdk| async move { Deps::from_env(&sdk).await }).await?;
+    // The connection of the first batch's send is open before it (the archive's is not:
+    // the role may only put objects under events/).
+    if let Err(e) = deps.queue.warm_up(&deps.dispatch_queue_url).await {
+        tracing::debug!(error = %e, "queue warm-up");
+    }
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let deps = &deps;
         async move {

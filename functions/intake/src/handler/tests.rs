@@ -352,3 +352,15 @@ async fn an_event_id_or_type_sqs_cannot_carry_does_not_stop_the_event() {
     assert_eq!(sent[0].attributes["event_type"], "odd\u{FFFD}type", "attributes are labels: replaced");
     assert_eq!(Envelope::from_json(&sent[0].body).unwrap().event_type, "odd\u{FFFF}type", "the envelope keeps it");
 }
+
+#[tokio::test]
+async fn the_cold_starts_warm_up_caches_the_signing_secrets_so_the_first_event_reads_none() {
+    let store = Arc::new(StaticSecrets::default().with(SECRET_ID, VersionStage::Current, SECRET));
+    let w = world_with(Arc::new(CachedSecrets::new(store.clone(), Duration::from_secs(300))), |_| {});
+    warm_up(&w.deps).await;
+    let warmed = store.reads.load(Ordering::SeqCst);
+    assert!(warmed >= 1, "the warm-up read the sources' secrets");
+    assert!(w.queue.sent_to(QUEUE).is_empty(), "the warm-up sends nothing");
+    assert_eq!(call(&w, signed(&payment("evt_warm"))).await.0, 202);
+    assert_eq!(store.reads.load(Ordering::SeqCst), warmed, "the first event read no secret");
+}
