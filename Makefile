@@ -5,6 +5,7 @@
 #   make soak         chaos soak: SOAK_EVENTS (10000) events, runner SIGKILLed twice, flaky destination; prints the tally
 #   make bench        criterion benches, the DLQ listing bench, bench-pipeline and cost
 #   make bench-pipeline  BENCH_N (1000) events through release builds: CPU, AWS calls, write units, logs per event
+#   make zip-sizes    each function's bootstrap.zip from the release build (bench-pipeline prints it too)
 #   make profile      bench-pipeline on a build with symbols under perf; top frames per function
 #   make cost         $ per million delivered events and an idle stage's floor (infra/prices.toml)
 #   make fuzz         every cargo-fuzz target for FUZZ_RUNS iterations (nightly; FUZZ_MAX_SECS caps each)
@@ -53,7 +54,7 @@ if [ -f $(MOTO_PID) ]; then \
 fi
 endef
 
-.PHONY: help venv venv-checkov stack-up stack-down run test lint-iac lambda-smoke soak bench bench-dlq bench-pipeline cost profile fuzz build clean-local
+.PHONY: help venv venv-checkov stack-up stack-down run test lint-iac lambda-smoke soak bench bench-dlq bench-pipeline zip-sizes cost profile fuzz build clean-local
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -164,10 +165,15 @@ FUNCTIONS := -p switchyard-intake -p switchyard-mapper -p switchyard-dispatcher
 bench-pipeline: $(VENV)/.stamp
 	cargo build --release $(FUNCTIONS) --bins
 	cargo build -p switchyard-e2e --bin pipeline-bench
+	@$(MAKE) zip-sizes
 	for b in $(BENCH_BATCHES); do \
 	  BENCH_N=$(BENCH_N) BENCH_BATCH=$$b BENCH_BIN_DIR=$(TARGET_DIR)/release SWITCHYARD_VENV=$(CURDIR)/$(VENV) \
 	    $(AWS_TEST_ENV) $(TARGET_DIR)/debug/pipeline-bench || exit 1; \
 	done
+
+# Each function's deployment package as Lambda gets it (infra/zip_sizes.py), in .local/bench/.
+zip-sizes: $(VENV)/.stamp
+	@$(VENV)/bin/python infra/zip_sizes.py $(TARGET_DIR)/release $(LOCAL)/bench intake mapper dispatcher
 
 # Where the functions' CPU goes: bench-pipeline on the `profiling` build (release with
 # symbols) with `perf record` on each function, then each one's top frames (self time).
