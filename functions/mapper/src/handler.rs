@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::future::join_all;
 use switchyard_common::archive::{self, ArchiveError};
@@ -171,16 +169,19 @@ struct Planned<'a> {
 /// delivery recorded or parked. A record whose messages were not all sent comes back
 /// whole; the dispatcher's claims absorb the ones that were.
 pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
+    // The batch's figures (events in per flow, unmatched per source) in one line per set.
+    metrics::per_batch(handle_batch(deps, event)).await
+}
+
+async fn handle_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     let plans = join_all(event.records.iter().map(|m| plan(deps, m).instrument(record_span(m)))).await;
     let sent = send_planned(deps, &plans).await;
-    // Events in, per flow (the dashboard's first column): one metric line per flow and
-    // batch, not one per delivery.
-    let mut mapped_per_flow: BTreeMap<String, u64> = BTreeMap::new();
+    // Events in, per flow (the dashboard's first column).
     for (plan, unsent) in plans.iter().zip(&sent) {
         if let (Plan::Send(p), None) = (plan, unsent) {
             // A dark version's deliveries are the same events again: not counted in.
             for d in p.mapped.deliveries.iter().filter(|d| d.mode == Mode::Live) {
-                *mapped_per_flow.entry(d.flow.clone()).or_default() += 1;
+                metrics::count("Mapped", 1, &[("Flow", &d.flow)]);
             }
         }
     }
@@ -195,9 +196,6 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
         }
     }))
     .await;
-    for (flow, n) in &mapped_per_flow {
-        metrics::count("Mapped", *n, &[("Flow", flow)]);
-    }
     batch_response(&event, &results)
 }
 
