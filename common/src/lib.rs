@@ -28,3 +28,4 @@ pub mod redact;
 pub mod runtime;
 pub mod secrets;
 pub mod signature;
+pub mod tls;

@@ -25,9 +25,11 @@ where
 }
 
 /// The SDK config from the environment; `AWS_ENDPOINT_URL` points it at a local
-/// endpoint, with nothing else changed.
+/// endpoint, with nothing else changed. Its https client is the project's one TLS
+/// stack (`tls`); the process's rustls provider is set here too, for reqwest.
 pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    crate::tls::install_default_provider();
+    crate::tls::aws_config_loader().load().await
 }
 
 pub fn now_ms() -> i64 {

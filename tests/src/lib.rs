@@ -23,6 +23,18 @@ use switchyard_local::sink::Sink;
 use switchyard_local::stack::Stack;
 use tokio::process::{Child, Command};
 
+/// A reqwest client builder for the tests' own HTTP (to intake, sinks, the proxy):
+/// reqwest is built without a TLS provider of its own, so the project's (ring) is
+/// installed first, as every function does at its cold start.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    switchyard_common::tls::install_default_provider();
+    reqwest::Client::builder()
+}
+
+pub fn http_client() -> reqwest::Client {
+    http_client_builder().build().expect("the tests' HTTP client")
+}
+
 pub mod crm;
 pub mod iam;
 pub mod lambda;
@@ -90,7 +102,7 @@ impl LocalAws {
             .expect("run local_stack.py deploy");
         assert!(out.status.success(), "deploy failed: {}", String::from_utf8_lossy(&out.stderr));
         let stack: Stack = serde_json::from_slice(&out.stdout).expect("deploy prints the stack as JSON");
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let sdk = switchyard_common::tls::aws_config_loader()
             .endpoint_url(&endpoint)
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "tests"))
@@ -309,7 +321,7 @@ impl World {
         let deps = Deps::new(&aws.sdk, &aws.stack, config.clone()).await.expect("deps");
         let pipeline =
             Pipeline::start(&aws.sdk, &aws.stack, deps, "127.0.0.1:0".parse().unwrap()).await.expect("pipeline");
-        Self { aws, sink, pipeline, http: reqwest::Client::new(), config }
+        Self { aws, sink, pipeline, http: http_client(), config }
     }
 
     /// Starts `n` more dispatcher containers on the same queues (each with its own

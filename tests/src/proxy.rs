@@ -67,7 +67,7 @@ impl Tally {
         let proxy = Proxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             caller: caller.to_owned(),
-            client: reqwest::Client::builder().pool_max_idle_per_host(64).build().map_err(std::io::Error::other)?,
+            client: crate::http_client_builder().pool_max_idle_per_host(64).build().map_err(std::io::Error::other)?,
             counts: self.counts.clone(),
             hold,
             held: held.clone(),

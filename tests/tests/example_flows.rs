@@ -63,7 +63,7 @@ async fn every_delivered_order_emits_its_lag_and_slo_budget_as_datapoints_of_its
         }
     });
 
-    let http = reqwest::Client::new();
+    let http = switchyard_e2e::http_client();
     let source = switchyard_common::config::Config::load(&switchyard_e2e::repo().join("config/flows.toml")).unwrap();
     let acme = &source.sources["acme"];
     let secret = switchyard_common::signature::SigningSecret::new(local_secret(&acme.secret));
@@ -270,7 +270,7 @@ async fn the_local_runner_delivers_an_invoice_through_its_sinks_own_token_endpoi
     let body = fixture("standard/invoice.paid.json").into_bytes();
     let now = switchyard_common::runtime::now_ms() / 1000;
     let headers = switchyard_common::signature::sign(&standard.scheme, &secret, &body, now, "msg_local_1").unwrap();
-    let mut req = reqwest::Client::new().post(format!("{}/hooks/standard", banner.intake)).body(body);
+    let mut req = switchyard_e2e::http_client().post(format!("{}/hooks/standard", banner.intake)).body(body);
     for (k, v) in headers {
         req = req.header(k, v);
     }

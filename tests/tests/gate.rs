@@ -242,7 +242,7 @@ async fn a_runner_killed_while_the_gate_holds_deliveries_loses_none_and_repeats_
     });
     assert!(std::fs::read_to_string(&flows).unwrap().contains("max_in_flight = 2"), "the crm entry changed");
     let (mut runner, banner) = serve_with(&aws, &dir, &flows, &[], false).await;
-    let http = reqwest::Client::new();
+    let http = switchyard_e2e::http_client();
     let secret = switchyard_e2e::local_secret("source/stripe");
     let n = 60;
     for i in 0..n {

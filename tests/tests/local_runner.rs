@@ -16,7 +16,7 @@ async fn post_event(intake: &str, event_id: &str) {
     let headers =
         sign(&Scheme::Stripe, &SigningSecret::new(local_secret("source/stripe")), body.as_bytes(), now_ms() / 1000, "")
             .unwrap();
-    let mut req = reqwest::Client::new().post(format!("{intake}/hooks/stripe")).body(body);
+    let mut req = switchyard_e2e::http_client().post(format!("{intake}/hooks/stripe")).body(body);
     for (k, v) in headers {
         req = req.header(k, v);
     }
@@ -99,7 +99,7 @@ async fn an_intake_killed_between_its_enqueue_and_its_ledger_write_accepts_the_r
             "",
         )
         .unwrap();
-        let mut req = reqwest::Client::new().post(format!("{intake}/hooks/stripe")).body(body);
+        let mut req = switchyard_e2e::http_client().post(format!("{intake}/hooks/stripe")).body(body);
         for (k, v) in headers {
             req = req.header(k, v);
         }

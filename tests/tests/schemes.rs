@@ -103,7 +103,7 @@ impl Intake {
         let listener = switchyard_local::intake_http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(switchyard_local::intake_http::serve(Arc::new(deps.intake), listener));
-        Self { aws, config, addr, http: reqwest::Client::new(), server }
+        Self { aws, config, addr, http: switchyard_e2e::http_client(), server }
     }
 
     async fn post(&self, source: &str, body: &[u8], headers: &[(HeaderName, HeaderValue)]) -> (u16, Value) {

@@ -110,6 +110,17 @@ async fn main() {
     let sink_addr = sink.clone().start_apart("127.0.0.1:0".parse().expect("addr")).expect("sink");
 
     let s = &aws.stack;
+    // The event archive is on by default in the template (ArchiveEvents=true), so it is
+    // here too: the mapper's PutObject is part of what an event costs. BENCH_ARCHIVE=0
+    // measures a stage without it.
+    let archive = match (std::env::var("BENCH_ARCHIVE").as_deref(), &s.archive_bucket) {
+        (Ok("0"), _) => None,
+        (_, Some(bucket)) => Some(bucket.clone()),
+        (_, None) => {
+            eprintln!("the local stack has no archive bucket (set BENCH_ARCHIVE=0 to measure without one)");
+            std::process::exit(2);
+        }
+    };
     let env: Vec<(String, String)> = [
         ("SWITCHYARD_STAGE", s.stage.clone()),
         ("SWITCHYARD_LEDGER_TABLE", s.ledger_table.clone()),
@@ -126,6 +137,7 @@ async fn main() {
         ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
     ]
     .into_iter()
+    .chain(archive.iter().map(|bucket| ("SWITCHYARD_ARCHIVE_BUCKET", bucket.clone())))
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let logs = repo().join(".local/bench");
@@ -227,6 +239,7 @@ async fn main() {
 
     let mut report = report(n, batch, wall, &per_fn, &calls, &phases.intake_latency, item_bytes, delivered, twice);
     report["index_write_units_per_event"] = json!(index_writes);
+    report["archive"] = json!(archive.is_some());
     // Cold start, as the warm-up met it: exec → asking for the first event, then the
     // first invocation (intake: one signed event; the others: the first batch).
     for (i, f) in fns.all().iter().enumerate() {
@@ -244,6 +257,15 @@ async fn main() {
     for f in [fns.intake, fns.mapper, fns.dispatcher] {
         let mut child = f.child;
         let _ = child.kill().await;
+    }
+    let archived = calls
+        .iter()
+        .filter(|((caller, service, op), _)| caller == "mapper" && service == "s3" && op == "PUT")
+        .map(|(_, c)| c.calls)
+        .sum::<u64>();
+    if archive.is_some() && archived < n as u64 {
+        eprintln!("the archive is on but the mapper archived {archived} of {n} events");
+        std::process::exit(1);
     }
     if !ok {
         eprintln!("NOT exactly once: {delivered} of {} delivered, {twice} more than once", warmup + n);
@@ -411,8 +433,8 @@ fn report(
 fn print_report(r: &Value) {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     println!(
-        "\n{} events, batch size {}: {:.1} events/s (phases in sequence, one instance each); intake answer p50 {:.2} ms, p99 {:.2} ms",
-        r["events"], r["batch_size"], f(&r["events_per_sec"]), f(&r["intake_latency_ms"]["p50"]), f(&r["intake_latency_ms"]["p99"])
+        "\n{} events, batch size {}, archive {}: {:.1} events/s (phases in sequence, one instance each); intake answer p50 {:.2} ms, p99 {:.2} ms",
+        r["events"], r["batch_size"], if r["archive"] == true { "on" } else { "off" }, f(&r["events_per_sec"]), f(&r["intake_latency_ms"]["p50"]), f(&r["intake_latency_ms"]["p99"])
     );
     println!(
         "\n{:<12} {:>10} {:>12} {:>11} {:>11} {:>9}",

@@ -234,7 +234,7 @@ impl Sender {
     pub fn new(intake: String) -> Self {
         Self {
             intake,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("http client"),
+            http: crate::http_client_builder().timeout(Duration::from_secs(20)).build().expect("http client"),
             secret: local_secret("source/stripe"),
             give_up_after: Duration::from_secs(180),
         }
