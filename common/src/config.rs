@@ -671,7 +671,7 @@ impl Config {
             }
             let method = http::Method::from_bytes(f.method.to_ascii_uppercase().as_bytes())
                 .map_err(|_| invalid(at(&format!("invalid method {:?}", f.method))))?;
-            let mapping = JqProgram::compile(&f.mapping, &read(&f.mapping)?)?;
+            let mapping = JqProgram::deferred(&f.mapping, &read(&f.mapping)?);
             let contract = match &f.contract {
                 Some(rel) => {
                     let text = read(rel)?;
@@ -681,18 +681,15 @@ impl Config {
                 }
                 None => None,
             };
-            let expr = |label: &str, src: &Option<String>| -> Result<Option<JqProgram>, ConfigError> {
-                src.as_deref()
-                    .map(|s| JqProgram::compile(&format!("{}.{label}", f.name), s))
-                    .transpose()
-                    .map_err(Into::into)
+            let expr = |label: &str, src: &Option<String>| {
+                src.as_deref().map(|s| JqProgram::deferred(&format!("{}.{label}", f.name), s))
             };
             flows.push(Flow {
-                filter: expr("filter", &f.filter)?,
-                ordering_key: expr("ordering_key", &f.ordering_key)?,
-                entity_version: expr("entity_version", &f.entity_version)?,
-                idempotency_key: expr("idempotency_key", &f.idempotency_key)?,
-                entity_key: expr("entity_key", &f.entity_key)?,
+                filter: expr("filter", &f.filter),
+                ordering_key: expr("ordering_key", &f.ordering_key),
+                entity_version: expr("entity_version", &f.entity_version),
+                idempotency_key: expr("idempotency_key", &f.idempotency_key),
+                entity_key: expr("entity_key", &f.entity_key),
                 slo: f.slo,
                 reconcile: f.reconcile.map(|r| reconcile::build(&f.name, r)).transpose()?,
                 name: f.name,
@@ -708,6 +705,23 @@ impl Config {
             });
         }
         Ok(Config { sources, polls, destinations, flows })
+    }
+
+    /// Compiles every jq program of the flow file (loading only keeps their text, see
+    /// [`JqProgram::deferred`]): the cold start of each function that runs jq (mapper,
+    /// poller, reconciler) and the local runner refuse a flow file with a program that
+    /// does not compile, before the first event.
+    pub fn check_programs(&self) -> Result<(), ConfigError> {
+        let flows = self.flows.iter().flat_map(|f| {
+            let keys = [&f.filter, &f.ordering_key, &f.entity_version, &f.idempotency_key, &f.entity_key];
+            let reconcile = f.reconcile.iter().flat_map(|r| r.programs());
+            std::iter::once(&f.mapping).chain(keys.into_iter().flatten()).chain(reconcile)
+        });
+        let polls = self.polls.values().flat_map(|p| p.programs());
+        for program in flows.chain(polls) {
+            program.check()?;
+        }
+        Ok(())
     }
 
     /// Compiles every flow's contract schema (loading only parses them, see

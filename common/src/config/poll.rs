@@ -117,6 +117,11 @@ pub struct PollSource {
 }
 
 impl PollSource {
+    /// Its jq programs, for `Config::check_programs`.
+    pub fn programs(&self) -> impl Iterator<Item = &JqProgram> {
+        [&self.next_cursor, &self.records, &self.id, &self.version].into_iter().chain(&self.more)
+    }
+
     /// The variable that overrides its `url` per stage.
     pub fn url_variable(&self) -> String {
         format!("SWITCHYARD_SOURCE_{}_URL", self.name.to_ascii_uppercase().replace('-', "_"))
@@ -169,7 +174,7 @@ pub(super) fn build(name: &str, raw: RawPoll) -> Result<PollSource, ConfigError>
     if raw.cursor.param.is_empty() || raw.event_type.is_empty() {
         return Err(invalid(format!("{at}: cursor.param and event_type must not be empty")));
     }
-    let jq = |what: &str, text: &str| JqProgram::compile(&format!("{at} {what}"), text).map_err(ConfigError::from);
+    let jq = |what: &str, text: &str| JqProgram::deferred(&format!("{at} {what}"), text);
     Ok(PollSource {
         name: name.to_owned(),
         url: raw.url.trim_end_matches('/').to_owned(),
@@ -178,11 +183,11 @@ pub(super) fn build(name: &str, raw: RawPoll) -> Result<PollSource, ConfigError>
         params: raw.params,
         cursor_param: raw.cursor.param,
         cursor_initial: raw.cursor.initial,
-        next_cursor: jq("cursor.next", &raw.cursor.next)?,
-        more: raw.more.as_deref().map(|m| jq("more", m)).transpose()?,
-        records: jq("records", &raw.records)?,
-        id: jq("id", &raw.id)?,
-        version: jq("version", &raw.version)?,
+        next_cursor: jq("cursor.next", &raw.cursor.next),
+        more: raw.more.as_deref().map(|m| jq("more", m)),
+        records: jq("records", &raw.records),
+        id: jq("id", &raw.id),
+        version: jq("version", &raw.version),
         event_type: raw.event_type,
         rate_limit: raw.rate_limit,
         timeout: Duration::from_millis(raw.timeout_ms),

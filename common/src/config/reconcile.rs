@@ -68,6 +68,12 @@ pub struct ReconcileList {
 }
 
 impl Reconcile {
+    /// Its jq programs, for `Config::check_programs`.
+    pub fn programs(&self) -> impl Iterator<Item = &JqProgram> {
+        let list = self.list.iter().flat_map(|l| [&l.records, &l.id]);
+        [&self.id, &self.compare].into_iter().chain(list)
+    }
+
     /// The read-back path of one delivery.
     pub fn path_for(&self, id: &str) -> String {
         let encoded: String = id
@@ -94,19 +100,17 @@ pub(super) fn build(flow: &str, raw: RawReconcile) -> Result<Reconcile, ConfigEr
         return Err(invalid(format!("{at}.path must say where the id goes: {{id}}")));
     }
     in_range(&at, "window_secs", raw.window_secs, WINDOW_SECS)?;
-    let jq = |what: &str, text: &str| JqProgram::compile(&format!("{at}.{what}"), text).map_err(ConfigError::from);
+    let jq = |what: &str, text: &str| JqProgram::deferred(&format!("{at}.{what}"), text);
     Ok(Reconcile {
         method,
         path: raw.path,
-        id: jq("id", &raw.id)?,
-        compare: jq("compare", &raw.compare)?,
+        id: jq("id", &raw.id),
+        compare: jq("compare", &raw.compare),
         window_secs: raw.window_secs,
         list: match raw.list {
-            Some(l) => Some(ReconcileList {
-                path: l.path,
-                records: jq("list.records", &l.records)?,
-                id: jq("list.id", &l.id)?,
-            }),
+            Some(l) => {
+                Some(ReconcileList { path: l.path, records: jq("list.records", &l.records), id: jq("list.id", &l.id) })
+            }
             None => None,
         },
     })

@@ -73,9 +73,17 @@ fn a_flow_naming_an_unknown_source_or_destination_is_refused() {
 }
 
 #[test]
-fn a_mapping_that_does_not_compile_is_refused_at_load() {
-    let e = with_flow(&GOOD_FLOW.replace("m.jq", "bad.jq")).unwrap_err();
-    assert!(matches!(e, ConfigError::Mapping(_)), "{e}");
+fn a_mapping_that_does_not_compile_loads_but_fails_the_program_check_the_jq_functions_run() {
+    let config = with_flow(&GOOD_FLOW.replace("m.jq", "bad.jq")).expect("loading only keeps the program's text");
+    let e = config.check_programs().unwrap_err();
+    assert!(matches!(e, ConfigError::Mapping(MappingError::Compile { .. })), "{e}");
+    with_flow(GOOD_FLOW).unwrap().check_programs().expect("the good mapping compiles");
+}
+
+#[test]
+fn every_program_of_the_bundled_flow_file_compiles() {
+    let config = Config::bundled().unwrap();
+    config.check_programs().expect("bundled programs compile");
 }
 
 #[test]
@@ -391,7 +399,8 @@ fn a_polling_source_with_a_bad_setting_is_refused_naming_it() {
         (("records = \".orders\"", "records = \".orders\"\nrecrods = \".x\""), "unknown field"),
     ] {
         let text = POLL.replace(change.0, change.1);
-        let e = Config::parse("t.toml", &text, files).unwrap_err().to_string();
+        // A program that does not compile is found by the check the poller's cold start runs.
+        let e = Config::parse("t.toml", &text, files).and_then(|c| c.check_programs()).unwrap_err().to_string();
         assert!(e.contains(expect), "{change:?}: {e}");
     }
 }

@@ -22,7 +22,7 @@ use jaq_core::{data, Ctx, Vars};
 use jaq_json::Val;
 use serde_json::Value;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use convert::{from_val, json_type, to_val, Unrepresentable, MAX_DEPTH};
 use describe::{classify, describe_compile_errors, describe_load_errors, truncate};
@@ -39,9 +39,17 @@ const MAX_COUNTED_OUTPUTS: usize = 100;
 /// ran, so golden fixtures and DLQ replays would no longer reproduce a request.
 const DENIED: [&str; 2] = ["env", "now"];
 
-/// A compiled jq program. Cheap to run many times; `Send + Sync`.
+/// A jq program, compiled once. Cheap to run many times; `Send + Sync`.
+///
+/// A flow file's programs are [`JqProgram::deferred`]: loading only keeps their
+/// text, and only the functions that run jq compile them (the mapper, poller and
+/// reconciler at cold start, through `Config::check_programs`). Compiling jaq's
+/// standard library with each program is most of a cold start's CPU, which intake
+/// and the dispatcher, running no jq, no longer pay.
 pub struct JqProgram {
-    compiled: Arc<Compiled>,
+    name: String,
+    text: String,
+    compiled: OnceLock<Result<Arc<Compiled>, MappingError>>,
 }
 
 /// What a run needs, shared with the thread that runs it (see [`bounded`]).
@@ -52,11 +60,11 @@ struct Compiled {
 
 impl fmt::Debug for JqProgram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JqProgram").field("name", &self.compiled.name).finish()
+        f.debug_struct("JqProgram").field("name", &self.name).finish()
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MappingError {
     #[error("mapping {name} does not compile: {message}")]
     Compile { name: String, message: String },
@@ -99,28 +107,34 @@ impl MappingError {
 }
 
 impl JqProgram {
-    /// Compile `program`; `name` (e.g. the mapping file name) is used in messages.
+    /// Compile `program` now; `name` (e.g. the mapping file name) is used in messages.
     pub fn compile(name: &str, program: &str) -> Result<Self, MappingError> {
-        // The program as written, for its errors and their positions; then with every
-        // definition guarded against stack exhaustion (see `guard`).
-        let plain = compile_text(name, program)?;
-        let filter = match guard::guarded(program).map(|text| compile_text(name, &text)) {
-            Some(Ok(guarded)) => guarded,
-            _ => {
-                tracing::warn!(mapping = name, "mapping runs without its recursion guard");
-                plain
-            }
-        };
-        Ok(Self { compiled: Arc::new(Compiled { name: name.to_owned(), filter }) })
+        let program = Self::deferred(name, program);
+        program.check()?;
+        Ok(program)
+    }
+
+    /// Keep `program` to compile on first use or at [`JqProgram::check`].
+    pub fn deferred(name: &str, program: &str) -> Self {
+        Self { name: name.to_owned(), text: program.to_owned(), compiled: OnceLock::new() }
+    }
+
+    /// Compiles the program if that has not been done yet; its compile error if any.
+    pub fn check(&self) -> Result<(), MappingError> {
+        self.compiled().map(drop)
+    }
+
+    fn compiled(&self) -> Result<Arc<Compiled>, MappingError> {
+        self.compiled.get_or_init(|| compile_guarded(&self.name, &self.text).map(Arc::new)).clone()
     }
 
     /// Run on one input; the program must produce exactly one output. Bounded: a run
     /// longer than [`TIME_LIMIT`] or an output over [`MAX_OUTPUT_BYTES`] is
     /// [`MappingError::Runaway`].
     pub fn run_one(&self, input: &Value) -> Result<Value, MappingError> {
-        let compiled = self.compiled.clone();
+        let compiled = self.compiled()?;
         let input = input.clone();
-        let name = &self.compiled.name;
+        let name = &self.name;
         match bounded::run(TIME_LIMIT, move || compiled.run_one(&input)) {
             Ok(result) => result,
             Err(bounded::Stopped::TimeLimit) => Err(MappingError::Runaway {
@@ -141,7 +155,7 @@ impl JqProgram {
         match self.run_one(input)? {
             Value::String(s) => Ok(s),
             Value::Number(n) => Ok(n.to_string()),
-            other => Err(MappingError::NotAKey { name: self.compiled.name.clone(), found: json_type(&other) }),
+            other => Err(MappingError::NotAKey { name: self.name.clone(), found: json_type(&other) }),
         }
     }
 
@@ -153,12 +167,12 @@ impl JqProgram {
             v @ (Value::Array(_) | Value::Object(_)) => Ok(crate::envelope::sha256_hex(v.to_string().as_bytes())),
             Value::String(s) => Ok(s),
             Value::Number(n) => Ok(n.to_string()),
-            other => Err(MappingError::NotAKey { name: self.compiled.name.clone(), found: json_type(&other) }),
+            other => Err(MappingError::NotAKey { name: self.name.clone(), found: json_type(&other) }),
         }
     }
 
     pub fn name(&self) -> &str {
-        &self.compiled.name
+        &self.name
     }
 }
 
@@ -231,6 +245,24 @@ impl Compiled {
             },
         }
     }
+}
+
+/// The program with every definition guarded against stack exhaustion (see `guard`),
+/// compiled once; the program as written is compiled only when that fails, for its
+/// errors and their positions (or, should only the guarded text fail, to run unguarded).
+fn compile_guarded(name: &str, program: &str) -> Result<Compiled, MappingError> {
+    let guarded = guard::guarded(program);
+    let filter = match guarded.as_deref().map(|text| compile_text(name, text)) {
+        Some(Ok(filter)) => filter,
+        _ => {
+            let plain = compile_text(name, program)?;
+            if guarded.is_some() {
+                tracing::warn!(mapping = name, "mapping runs without its recursion guard");
+            }
+            plain
+        }
+    };
+    Ok(Compiled { name: name.to_owned(), filter })
 }
 
 fn compile_text(name: &str, program: &str) -> Result<jaq_core::Filter<Data>, MappingError> {

@@ -74,6 +74,19 @@ fn compile_error_is_reported_with_the_name_and_position() {
 }
 
 #[test]
+fn a_deferred_program_compiles_on_first_use_and_a_broken_one_fails_every_run_with_its_compile_error() {
+    let good = JqProgram::deferred("good.jq", "def twice: . * 2; .n | twice");
+    assert_eq!(good.run_one(&json!({"n": 21})).unwrap(), json!(42));
+    good.check().expect("already compiled");
+    let broken = JqProgram::deferred("broken.jq", "{email: .a,\n  name: (.b | }");
+    for _ in 0..2 {
+        let err = broken.run_one(&json!({})).unwrap_err();
+        assert!(matches!(&err, MappingError::Compile { message, .. } if message.contains("line 2")), "{err:?}");
+    }
+    assert!(broken.check().is_err());
+}
+
+#[test]
 fn undefined_filter_is_a_compile_error() {
     let err = JqProgram::compile("typo.jq", ".email | ascii_upcas").unwrap_err();
     let reason = err.reason();
