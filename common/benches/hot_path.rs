@@ -50,8 +50,16 @@ fn mapping(c: &mut Criterion) {
     let mapped = flow.mapping.run_one(&data).unwrap();
     let contract = flow.contract.as_ref().unwrap();
     g.bench_function("contract_validation", |b| b.iter(|| contract.validate(&mapped).unwrap()));
+    // What intake's and the dispatcher's cold start do with the flow file ...
+    g.bench_function("load_flow_file", |b| b.iter(|| Config::load(&repo().join("config/flows.toml")).unwrap()));
+    // ... and the mapper's: its jq programs and the contracts compiled too.
     g.bench_function("load_and_compile_flow_file", |b| {
-        b.iter(|| Config::load(&repo().join("config/flows.toml")).unwrap())
+        b.iter(|| {
+            let config = Config::load(&repo().join("config/flows.toml")).unwrap();
+            config.check_programs(switchyard_common::config::Programs::Flows).unwrap();
+            config.check_contracts().unwrap();
+            config
+        })
     });
     g.finish();
 }

@@ -75,15 +75,15 @@ fn a_flow_naming_an_unknown_source_or_destination_is_refused() {
 #[test]
 fn a_mapping_that_does_not_compile_loads_but_fails_the_program_check_the_jq_functions_run() {
     let config = with_flow(&GOOD_FLOW.replace("m.jq", "bad.jq")).expect("loading only keeps the program's text");
-    let e = config.check_programs().unwrap_err();
+    let e = config.check_programs(Programs::All).unwrap_err();
     assert!(matches!(e, ConfigError::Mapping(MappingError::Compile { .. })), "{e}");
-    with_flow(GOOD_FLOW).unwrap().check_programs().expect("the good mapping compiles");
+    with_flow(GOOD_FLOW).unwrap().check_programs(Programs::All).expect("the good mapping compiles");
 }
 
 #[test]
 fn every_program_of_the_bundled_flow_file_compiles() {
     let config = Config::bundled().unwrap();
-    config.check_programs().expect("bundled programs compile");
+    config.check_programs(Programs::All).expect("bundled programs compile");
 }
 
 #[test]
@@ -400,7 +400,20 @@ fn a_polling_source_with_a_bad_setting_is_refused_naming_it() {
     ] {
         let text = POLL.replace(change.0, change.1);
         // A program that does not compile is found by the check the poller's cold start runs.
-        let e = Config::parse("t.toml", &text, files).and_then(|c| c.check_programs()).unwrap_err().to_string();
+        let e = Config::parse("t.toml", &text, files)
+            .and_then(|c| c.check_programs(Programs::All))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(expect), "{change:?}: {e}");
     }
+}
+
+#[test]
+fn each_function_compiles_only_the_programs_it_runs_so_a_broken_poll_program_stops_the_poller_not_the_mapper() {
+    let broken = Config::parse("t.toml", &POLL.replace("records = \".orders\"", "records = \".orders[\""), files)
+        .expect("loading keeps the text");
+    broken.check_programs(Programs::Flows).expect("the mapper does not run a polling source's jq");
+    let e = broken.check_programs(Programs::Polls).unwrap_err().to_string();
+    assert!(e.contains("orders records"), "{e}");
+    assert!(broken.check_programs(Programs::All).is_err());
 }

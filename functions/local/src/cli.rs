@@ -60,7 +60,7 @@ async fn run() -> Result<(), String> {
     let args = parse_args()?;
     let config_path = PathBuf::from(args.opt("config", "config/flows.toml"));
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
-    config.check_programs().map_err(|e| e.to_string())?;
+    config.check_programs(switchyard_common::config::Programs::All).map_err(|e| e.to_string())?;
     config.check_contracts().map_err(|e| e.to_string())?;
     match args.positional.first().map(String::as_str) {
         Some("serve") => serve(&args, config).await,

@@ -31,7 +31,7 @@ impl Deps {
     /// template's `OrderedDelivery`) is not `true`: the FIFO queue's poller is off.
     pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, String> {
         let config = switchyard_common::config::Config::from_env().map_err(|e| format!("flow file: {e}"))?;
-        config.check_programs().map_err(|e| format!("flow file: {e}"))?;
+        config.check_programs(switchyard_common::config::Programs::Flows).map_err(|e| format!("flow file: {e}"))?;
         config.check_contracts().map_err(|e| format!("flow file: {e}"))?;
         check_ordered_delivery(&config, optional_env("SWITCHYARD_ORDERED_DELIVERY")?.as_deref())?;
         Ok(Self {

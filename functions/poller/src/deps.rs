@@ -24,7 +24,7 @@ impl Deps {
     /// `SWITCHYARD_SOURCE_{NAME}_URL`).
     pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, String> {
         let config = Config::from_env().map_err(|e| format!("flow file: {e}"))?;
-        config.check_programs().map_err(|e| format!("flow file: {e}"))?;
+        config.check_programs(switchyard_common::config::Programs::Polls).map_err(|e| format!("flow file: {e}"))?;
         let config = Arc::new(config);
         let table = env("SWITCHYARD_LEDGER_TABLE")?;
         let stage = Stage::new(&env("SWITCHYARD_STAGE")?).map_err(|e| e.to_string())?;

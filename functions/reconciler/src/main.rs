@@ -14,7 +14,7 @@ use switchyard_reconciler::{handle, Deps};
 /// back; without one each run says so and does nothing) and the flow file.
 async fn deps(sdk: aws_config::SdkConfig) -> Result<Option<Deps>, String> {
     let config = Config::from_env().map_err(|e| format!("flow file: {e}"))?;
-    config.check_programs().map_err(|e| format!("flow file: {e}"))?;
+    config.check_programs(switchyard_common::config::Programs::All).map_err(|e| format!("flow file: {e}"))?;
     let config = Arc::new(config);
     let table = env("SWITCHYARD_LEDGER_TABLE")?;
     let stage = Stage::new(&env("SWITCHYARD_STAGE")?).map_err(|e| e.to_string())?;
