@@ -26,9 +26,8 @@ where
 
 /// The SDK config from the environment; `AWS_ENDPOINT_URL` points it at a local
 /// endpoint, with nothing else changed. Its https client is the project's one TLS
-/// stack (`tls`); the process's rustls provider is set here too, for reqwest.
+/// stack (`tls`).
 pub async fn aws_config() -> aws_config::SdkConfig {
-    crate::tls::install_default_provider();
     crate::tls::aws_config_loader().load().await
 }
 

@@ -3,17 +3,23 @@
 //! The SDK's default https client and reqwest's `rustls` feature each bring aws-lc-rs,
 //! which is most of what kept the mapper's and dispatcher's `bootstrap.zip` above 4 MB
 //! (README, "Cost of an event"). Both are built here instead, on ring: the SDK through
-//! [`aws_config_loader`], reqwest through the process-wide provider that
-//! [`install_default_provider`] sets (reqwest is built with `rustls-no-provider` and
-//! refuses to build a client without one). Trust roots are the system's in both cases.
+//! [`aws_config_loader`], every reqwest client through [`http_client_builder`], which
+//! installs ring as the process's rustls provider first (reqwest is built with
+//! `rustls-no-provider` and refuses to build a client without one). Trust roots are
+//! the system's in both cases.
 
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
-/// Makes ring the process's rustls provider; every later call is a no-op. Anything
-/// that builds a `reqwest::Client` calls it first.
+/// Makes ring the process's rustls provider; every later call is a no-op.
 pub fn install_default_provider() {
     // Err means a provider is already installed: the first one stays, as intended.
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The one way to start a `reqwest::Client` here: ring installed, then the builder.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    install_default_provider();
+    reqwest::Client::builder()
 }
 
 /// The SDK config loader with the environment's settings (`AWS_ENDPOINT_URL`, region,

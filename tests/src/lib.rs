@@ -23,14 +23,9 @@ use switchyard_local::sink::Sink;
 use switchyard_local::stack::Stack;
 use tokio::process::{Child, Command};
 
-/// A reqwest client builder for the tests' own HTTP (to intake, sinks, the proxy):
-/// reqwest is built without a TLS provider of its own, so the project's (ring) is
-/// installed first, as every function does at its cold start.
-pub fn http_client_builder() -> reqwest::ClientBuilder {
-    switchyard_common::tls::install_default_provider();
-    reqwest::Client::builder()
-}
+pub use switchyard_common::tls::http_client_builder;
 
+/// The tests' own HTTP client (to intake, sinks, the proxy), on the project's TLS stack.
 pub fn http_client() -> reqwest::Client {
     http_client_builder().build().expect("the tests' HTTP client")
 }

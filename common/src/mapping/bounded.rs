@@ -110,17 +110,9 @@ impl Pool {
                 RUNAWAYS.fetch_sub(1, Ordering::SeqCst);
             }
         });
+        // Only a worker whose job answered is given back, so its thread is alive.
         let worker = self.take().map_err(|_| Stopped::Failed)?;
-        // A worker whose thread is gone (a panic in an earlier job) refuses the job:
-        // the job comes back and goes to a new worker.
-        let worker = match worker.jobs.send(job) {
-            Ok(()) => worker,
-            Err(mpsc::SendError(job)) => {
-                let fresh = Worker::spawn().map_err(|_| Stopped::Failed)?;
-                fresh.jobs.send(job).map_err(|_| Stopped::Failed)?;
-                fresh
-            }
-        };
+        worker.jobs.send(job).map_err(|_| Stopped::Failed)?;
         match rx.recv_timeout(limit) {
             Ok(answer) => {
                 self.give_back(worker);

@@ -131,8 +131,7 @@ impl Deps {
 /// cannot be built (e.g. no TLS roots) stops the cold start: a default client would
 /// silently drop the timeouts and the no-redirect policy.
 pub fn http_client() -> Result<reqwest::Client, String> {
-    switchyard_common::tls::install_default_provider();
-    reqwest::Client::builder()
+    switchyard_common::tls::http_client_builder()
         .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())

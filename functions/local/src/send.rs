@@ -34,8 +34,9 @@ pub async fn send(args: SendArgs<'_>) -> Result<(u16, String), String> {
     let headers = sign(&source.scheme, &SigningSecret::new(secret), &body, now_ms() / 1000, &id)
         .map_err(|e| format!("cannot sign: {e}"))?;
     let url = format!("{}/hooks/{}", args.url.trim_end_matches('/'), args.source);
-    switchyard_common::tls::install_default_provider();
-    let mut req = reqwest::Client::new().post(&url).header("content-type", "application/json").body(body);
+    let http =
+        switchyard_common::tls::http_client_builder().build().map_err(|e| format!("cannot build a client: {e}"))?;
+    let mut req = http.post(&url).header("content-type", "application/json").body(body);
     for (name, value) in headers {
         req = req.header(name, value);
     }
