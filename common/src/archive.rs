@@ -2,16 +2,23 @@
 //! its lifecycle expires it (`ArchiveRetentionDays`, default 30), so that an event
 //! can be replayed, or a new mapping tried on it, after its queues are done with it.
 //!
-//! One object per event at a key derived from its ledger record alone (the source,
-//! the event id and the time intake accepted it — the intake record's `created_at`
-//! is that time): `events/{source}/{YYYY-MM-DD}/{sha256(event id)}.json`, the body
-//! being the envelope exactly as the ingest queue carried it. The ledger itself
-//! still holds no payload. The date in the key lets a backtest list one source's
-//! days; the hash keeps any event id a safe key.
+//! The mapper writes one object per batch, per source and acceptance minute (the
+//! intake record's `created_at` is that time), of at most [`PER_OBJECT`] envelopes:
+//! `events/{source}/{YYYY-MM-DD}/{HHMM}/{h1}-{h2}-….jsonl`, one envelope per line,
+//! exactly as the ingest queue carried it; `hN` are the first 12 hex digits of
+//! sha256(event id), sorted. One PUT per batch instead of one per event ($0.50 per
+//! million events at full batches instead of $5.00); the key alone still finds an
+//! event: list its minute (a read-only operator sees keys, never payloads), take the
+//! object whose name holds its hash, read its line. The same set of events always
+//! makes the same key and bytes, so a batch retried whole rewrites its own object; a
+//! batch retried in part writes another object holding some of the same envelopes:
+//! readers take an event once ([`EnvelopeReader`]). Objects from before (one per
+//! event, `events/{source}/{YYYY-MM-DD}/{sha256(event id)}.json`) are still read.
+//! The ledger itself still holds no payload.
 //!
-//! The mapper writes it before it maps the event: an envelope whose archive write
-//! fails is retried like any transient failure, so nothing is delivered that was
-//! not archived first (for a source that archives).
+//! The mapper writes them before it maps the batch: an envelope whose object cannot
+//! be written is retried like any transient failure, so nothing is delivered that
+//! was not archived first (for a source that archives).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -25,9 +32,168 @@ use crate::envelope::sha256_hex;
 /// Where envelopes are kept, under one prefix per source.
 pub const ENVELOPES: &str = "events/";
 
-/// The object key of one event's envelope.
+/// At most this many envelopes in one object (its key stays < 500 bytes).
+pub const PER_OBJECT: usize = 32;
+
+/// The hex digits of sha256(event id) an object's name carries per event.
+const HASH_DIGITS: usize = 12;
+
+/// The key of a one-event object as the archive wrote them before batches (still read).
 pub fn envelope_key(source: &str, event_id: &str, accepted_at_ms: i64) -> String {
     format!("{}{}.json", day_prefix(source, accepted_at_ms), sha256_hex(event_id.as_bytes()))
+}
+
+/// The prefix of one source's objects for the (UTC) minute of `at_ms`.
+pub fn minute_prefix(source: &str, at_ms: i64) -> String {
+    let minute = chrono::DateTime::from_timestamp_millis(at_ms).unwrap_or_default().format("%H%M");
+    format!("{}{minute}/", day_prefix(source, at_ms))
+}
+
+fn short_hash(event_id: &str) -> String {
+    let mut h = sha256_hex(event_id.as_bytes());
+    h.truncate(HASH_DIGITS);
+    h
+}
+
+/// One object's worth of envelopes: their key and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub key: String,
+    pub body: Vec<u8>,
+}
+
+/// The objects one batch of `(source, event id, acceptance time, envelope as queued)`
+/// is archived in: grouped by source and minute, [`PER_OBJECT`] at most each, one
+/// envelope per line, ordered by hash (so the same events make the same object).
+/// Returns each object with the indexes of the items it holds. An event twice in the
+/// batch is written once (both indexes point at its object).
+pub fn batches<'a>(items: impl IntoIterator<Item = (&'a str, &'a str, i64, &'a str)>) -> Vec<(Batch, Vec<usize>)> {
+    // (source, minute) -> hash -> (body, indexes)
+    type Group<'a> = BTreeMap<String, (&'a str, Vec<usize>)>;
+    let mut groups: BTreeMap<(&str, i64), Group<'a>> = BTreeMap::new();
+    for (i, (source, event_id, at_ms, body)) in items.into_iter().enumerate() {
+        let minute = at_ms - at_ms.rem_euclid(60_000);
+        let entry = groups.entry((source, minute)).or_default().entry(short_hash(event_id)).or_insert((body, vec![]));
+        entry.1.push(i);
+    }
+    let mut out = Vec::new();
+    for ((source, minute), group) in groups {
+        let group: Vec<_> = group.into_iter().collect();
+        for chunk in group.chunks(PER_OBJECT) {
+            let names: Vec<&str> = chunk.iter().map(|(h, _)| h.as_str()).collect();
+            let key = format!("{}{}.jsonl", minute_prefix(source, minute), names.join("-"));
+            let mut body = Vec::new();
+            for (_, (text, _)) in chunk {
+                // A raw line break in JSON is whitespace (never inside a string): a space
+                // keeps the envelope as it was and the object one line per envelope.
+                body.extend(text.bytes().map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+                body.push(b'\n');
+            }
+            let indexes = chunk.iter().flat_map(|(_, (_, ix))| ix.iter().copied()).collect();
+            out.push((Batch { key, body }, indexes));
+        }
+    }
+    out
+}
+
+/// Whether the object at `key` may hold `event_id` (its name carries the event's
+/// hash; a one-event object from before is its full hash).
+pub fn may_hold(key: &str, event_id: &str) -> bool {
+    let name = key.rsplit('/').next().unwrap_or_default();
+    if let Some(hashes) = name.strip_suffix(".jsonl") {
+        let mine = short_hash(event_id);
+        hashes.split('-').any(|h| h == mine)
+    } else {
+        name.strip_suffix(".json").is_some_and(|h| h == sha256_hex(event_id.as_bytes()))
+    }
+}
+
+/// The envelopes (as text) in one object's bytes: one per line of a `.jsonl` object,
+/// the whole body of a one-event `.json` object.
+pub fn envelope_texts<'a>(key: &str, bytes: &'a [u8]) -> Vec<std::borrow::Cow<'a, str>> {
+    if key.ends_with(".jsonl") {
+        bytes
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .map(String::from_utf8_lossy)
+            .collect()
+    } else {
+        vec![String::from_utf8_lossy(bytes)]
+    }
+}
+
+/// Where one event's envelope is looked for: its source, id and acceptance time (all
+/// from its intake record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locator {
+    pub source: String,
+    pub event_id: String,
+    pub accepted_at_ms: i64,
+}
+
+impl Locator {
+    /// The prefix listed to find it (what an operator is told when it is not there).
+    pub fn prefix(&self) -> String {
+        minute_prefix(&self.source, self.accepted_at_ms)
+    }
+
+    /// The objects that may hold it, from listings only (`s3:ListBucket`): its
+    /// minute's objects whose name carries its hash, then a one-event object from
+    /// before batches.
+    pub async fn candidates(&self, archive: &dyn Archive) -> Result<Vec<Archived>, ArchiveError> {
+        let mut found: Vec<Archived> =
+            archive.list(&self.prefix()).await?.into_iter().filter(|o| may_hold(&o.key, &self.event_id)).collect();
+        if found.is_empty() {
+            let old = envelope_key(&self.source, &self.event_id, self.accepted_at_ms);
+            found.extend(archive.list(&old).await?.into_iter().filter(|o| o.key == old));
+        }
+        Ok(found)
+    }
+
+    /// Its envelope as archived, with the key of the object it was read from.
+    pub async fn fetch(&self, archive: &dyn Archive) -> Result<Option<(String, String)>, ArchiveError> {
+        for object in self.candidates(archive).await? {
+            let Some(bytes) = archive.get(&object.key).await? else { continue };
+            for text in envelope_texts(&object.key, &bytes) {
+                if event_id_of(&text).as_deref() == Some(self.event_id.as_str()) {
+                    return Ok(Some((object.key, text.into_owned())));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The `id` of an envelope's text, without reading the rest of it.
+fn event_id_of(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: String,
+    }
+    serde_json::from_str::<Id>(text).ok().map(|i| i.id)
+}
+
+/// Reads objects' envelopes once each: an event archived by two attempts of a batch
+/// (in two objects) is read from the first.
+#[derive(Default)]
+pub struct EnvelopeReader {
+    seen: std::collections::HashSet<(String, String)>,
+}
+
+impl EnvelopeReader {
+    /// The envelopes of `object` not read before, each with its acceptance time (the
+    /// object's write time when the envelope carries none); a line that is not an
+    /// envelope is an error naming the object.
+    pub fn read(&mut self, object: &Archived, bytes: &[u8]) -> Result<Vec<crate::envelope::Envelope>, String> {
+        let mut out = Vec::new();
+        for text in envelope_texts(&object.key, bytes) {
+            let envelope = crate::envelope::Envelope::from_json(&text).map_err(|e| format!("{}: {e}", object.key))?;
+            if self.seen.insert((envelope.source_name().to_owned(), envelope.id.clone())) {
+                out.push(envelope);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The prefix of one source's envelopes accepted on the (UTC) day of `at_ms`.
@@ -53,7 +219,7 @@ pub fn days_between(since_ms: i64, until_ms: i64) -> impl Iterator<Item = i64> {
     (0..).map(move |n| first + n * DAY_MS).take_while(move |at| *at <= until_ms)
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("archive unavailable: {0}")]
 pub struct ArchiveError(pub String);
 
@@ -228,6 +394,95 @@ mod tests {
         assert_ne!(key, envelope_key("github", "evt_1", at));
         let odd = envelope_key("stripe", "../a b/ü?", at);
         assert!(odd.starts_with("events/stripe/2026-12-03/") && !odd.contains(".."), "{odd}");
+    }
+
+    fn envelope(id: &str, at: i64) -> String {
+        let time = chrono::DateTime::from_timestamp_millis(at).unwrap().to_rfc3339();
+        let data = serde_json::json!({ "n": id });
+        serde_json::to_string(&crate::envelope::Envelope::new("stripe", id.into(), "t".into(), time, data, "c".into()))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_is_one_object_per_source_and_minute_whose_key_names_every_event_it_holds() {
+        let at = 1_796_292_000_000; // 10:00:00Z
+        let (a, b, c, d) =
+            (envelope("evt_a", at), envelope("evt_b", at + 59_000), envelope("evt_c", at + 60_000), "{}");
+        let items = [
+            ("stripe", "evt_a", at, a.as_str()),
+            ("stripe", "evt_b", at + 59_000, b.as_str()),
+            ("stripe", "evt_c", at + 60_000, c.as_str()),
+            ("github", "evt_a", at, d),
+            ("stripe", "evt_a", at, a.as_str()),
+        ];
+        let out = batches(items);
+        assert_eq!(out.len(), 3, "stripe 10:00, stripe 10:01, github 10:00");
+        let (first, ix) = out.iter().find(|(b, _)| b.key.starts_with("events/stripe/2026-12-03/1000/")).unwrap();
+        let mut ix = ix.clone();
+        ix.sort_unstable();
+        assert_eq!(ix, [0, 1, 4], "the duplicate shares its object");
+        assert!(first.key.ends_with(".jsonl"));
+        assert!(may_hold(&first.key, "evt_a") && may_hold(&first.key, "evt_b") && !may_hold(&first.key, "evt_c"));
+        let texts = envelope_texts(&first.key, &first.body);
+        assert_eq!(texts.len(), 2, "evt_a once");
+        assert!(texts.iter().any(|t| t == &a) && texts.iter().any(|t| t == &b), "each line as queued");
+        assert_eq!(batches([items[1], items[0]])[0].0, batches([items[0], items[1]])[0].0, "same events, same object");
+        assert!(out.iter().any(|(b, _)| b.key.starts_with("events/stripe/2026-12-03/1001/")));
+        assert!(out.iter().any(|(b, _)| b.key.starts_with("events/github/2026-12-03/1000/")));
+    }
+
+    #[test]
+    fn a_large_batch_is_split_into_objects_of_at_most_per_object_envelopes_and_line_breaks_never_split_one() {
+        let at = 1_796_292_000_000;
+        let ids: Vec<String> = (0..PER_OBJECT + 5).map(|i| format!("evt_{i}")).collect();
+        let body = "{\"id\":\n\"x\"}";
+        let out = batches(ids.iter().map(|id| ("s", id.as_str(), at, body)));
+        assert_eq!(out.iter().map(|(_, ix)| ix.len()).collect::<Vec<_>>(), [PER_OBJECT, 5]);
+        for (b, ix) in &out {
+            assert!(b.key.len() < 500, "{}", b.key.len());
+            assert_eq!(envelope_texts(&b.key, &b.body).len(), ix.len());
+            assert!(envelope_texts(&b.key, &b.body)
+                .iter()
+                .all(|t| serde_json::from_str::<serde_json::Value>(t).is_ok()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_locator_finds_an_event_in_its_minutes_batch_or_in_a_one_event_object_from_before() {
+        let a = MemoryArchive::default();
+        let at = 1_796_292_000_000;
+        let (e1, e2) = (envelope("evt_1", at), envelope("evt_2", at + 1_000));
+        for (b, _) in batches([("stripe", "evt_1", at, e1.as_str()), ("stripe", "evt_2", at + 1_000, e2.as_str())]) {
+            a.put(&b.key, &b.body).await.unwrap();
+        }
+        let old = envelope("evt_old", at);
+        a.put(&envelope_key("stripe", "evt_old", at), old.as_bytes()).await.unwrap();
+        let find = |id: &str| Locator { source: "stripe".into(), event_id: id.into(), accepted_at_ms: at + 500 };
+        let (key, text) = find("evt_2").fetch(&a).await.unwrap().expect("in the batch");
+        assert_eq!(text, e2);
+        assert!(key.starts_with("events/stripe/2026-12-03/1000/"), "{key}");
+        assert_eq!(find("evt_old").fetch(&a).await.unwrap().map(|(_, t)| t), Some(old));
+        assert_eq!(find("evt_old").candidates(&a).await.unwrap().len(), 1);
+        assert_eq!(find("evt_none").fetch(&a).await.unwrap(), None);
+        assert!(find("evt_none").candidates(&a).await.unwrap().is_empty());
+        let elsewhere = Locator { accepted_at_ms: at + 60_000, ..find("evt_1") };
+        assert_eq!(elsewhere.fetch(&a).await.unwrap(), None, "another minute's prefix");
+    }
+
+    #[test]
+    fn a_reader_takes_an_event_archived_twice_once_and_names_the_object_of_a_line_that_is_no_envelope() {
+        let at = 1_796_292_000_000;
+        let (e1, e2) = (envelope("evt_1", at), envelope("evt_2", at));
+        let whole = batches([("stripe", "evt_1", at, e1.as_str()), ("stripe", "evt_2", at, e2.as_str())]);
+        let part = batches([("stripe", "evt_2", at, e2.as_str())]);
+        let mut reader = EnvelopeReader::default();
+        let object = |b: &Batch| Archived { key: b.key.clone(), size: b.body.len() as u64, written_at_ms: 0 };
+        let ids = |v: Vec<crate::envelope::Envelope>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+        assert_eq!(ids(reader.read(&object(&whole[0].0), &whole[0].0.body).unwrap()).len(), 2);
+        assert!(reader.read(&object(&part[0].0), &part[0].0.body).unwrap().is_empty(), "evt_2 again");
+        let bad = Archived { key: "events/s/2026-12-03/1000/x.jsonl".into(), size: 0, written_at_ms: 0 };
+        let err = reader.read(&bad, b"not json\n").unwrap_err();
+        assert!(err.starts_with("events/s/2026-12-03/1000/x.jsonl"), "{err}");
     }
 
     #[test]

@@ -457,3 +457,20 @@ pub fn delivery(event_id: &str, body: Value) -> switchyard_common::envelope::Del
         body,
     }
 }
+
+/// What API Gateway hands intake for a Stripe event signed now with the local secret.
+pub fn signed_stripe_request(body: &str) -> aws_lambda_events::event::apigw::ApiGatewayV2httpRequest {
+    let mut req = aws_lambda_events::event::apigw::ApiGatewayV2httpRequest::default();
+    req.request_context.http.method = http::Method::POST;
+    req.raw_path = Some("/hooks/stripe".into());
+    req.path_parameters.insert("source".into(), "stripe".into());
+    let secret = SigningSecret::new(local_secret("source/stripe"));
+    for (name, value) in
+        sign(&switchyard_common::signature::Scheme::Stripe, &secret, body.as_bytes(), now_ms() / 1000, "")
+            .expect("sign")
+    {
+        req.headers.insert(name, value);
+    }
+    req.body = Some(body.to_owned());
+    req
+}

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use switchyard_common::archive::{envelope_key, Archive, S3Archive};
+use switchyard_common::archive::{minute_prefix, Archive, Locator, S3Archive};
 use switchyard_common::envelope::{Delivery, Envelope};
 use switchyard_common::ledger::{RecordKey, Status};
 use switchyard_e2e::{eventually, settle, stripe_payment, World};
@@ -58,12 +58,15 @@ async fn an_archived_event_whose_queues_were_drained_is_replayed_from_the_archiv
     let dlq = w.aws.stack.dispatch_dlq_url.clone();
     assert!(eventually(WAIT, async || w.aws.depth(&dlq).await == 1).await, "not parked");
 
-    // The envelope is in the archive at the key its intake record gives, as queued.
+    // The envelope is in the archive, found from its intake record, as queued: in
+    // its batch's object under its acceptance minute, whose name holds its hash.
     let history = w.aws.history("stripe", "evt_archived_1").await;
     let intake = history.iter().find(|r| r.key == RecordKey::intake("stripe", "evt_archived_1")).unwrap();
-    let key = envelope_key("stripe", "evt_archived_1", intake.created_at_ms);
-    let bytes = archive(&w).get(&key).await.unwrap().expect("archived");
-    let envelope = Envelope::from_json(&String::from_utf8(bytes).unwrap()).unwrap();
+    let at =
+        Locator { source: "stripe".into(), event_id: "evt_archived_1".into(), accepted_at_ms: intake.created_at_ms };
+    let (key, text) = at.fetch(&archive(&w)).await.unwrap().expect("archived");
+    assert!(key.starts_with(&minute_prefix("stripe", intake.created_at_ms)) && key.ends_with(".jsonl"), "{key}");
+    let envelope = Envelope::from_json(&text).unwrap();
     assert_eq!((envelope.id.as_str(), &envelope.data), ("evt_archived_1", &payment));
     assert_eq!(envelope.correlationid, intake.correlation_id.clone().unwrap());
 
@@ -127,4 +130,64 @@ async fn a_source_that_opts_out_of_the_archive_is_not_archived_and_trace_and_rep
     assert!(text.contains("no intake record"), "{text}");
     settle(Duration::from_secs(1)).await;
     assert_eq!(delivered(&w).len(), 1);
+}
+
+/// Issue 10: a batch of ten envelopes is archived in one object per acceptance minute
+/// (one PutObject, not ten) in moto's S3; each event is still found from its ledger
+/// record alone — by `trace` from a listing, by `replay --archived` from the object —
+/// and a batch mapped again after a crash rewrites the same object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_ten_is_archived_in_one_object_per_minute_and_each_event_is_found_from_its_ledger_record() {
+    let aws = switchyard_e2e::LocalAws::start().await;
+    let config = std::sync::Arc::new(switchyard_e2e::config_for("127.0.0.1:9".parse().unwrap()));
+    let deps = switchyard_local::pipeline::Deps::new(&aws.sdk, &aws.stack, config).await.unwrap();
+    let ids: Vec<String> = (0..10).map(|i| format!("evt_batch_{i}")).collect();
+    for id in &ids {
+        let body = stripe_payment(id).to_string();
+        let answer =
+            switchyard_intake::handle(&deps.intake, switchyard_e2e::signed_stripe_request(&body), now() + 10_000).await;
+        assert_eq!(answer.status_code, 202, "{:?}", answer.body);
+    }
+    let mut batch = aws_lambda_events::event::sqs::SqsEvent::default();
+    while batch.records.len() < ids.len() {
+        let more = aws.receive_event(&aws.stack.ingest_queue_url).await.records;
+        assert!(!more.is_empty(), "only {} of the events on the ingest queue", batch.records.len());
+        batch.records.extend(more);
+    }
+    assert!(switchyard_mapper::handle(&deps.mapper, batch.clone()).await.batch_item_failures.is_empty());
+
+    let bucket = S3Archive::new(&aws.sdk, aws.stack.archive_bucket.clone().expect("an archive bucket"));
+    let objects = bucket.list("events/stripe/").await.unwrap();
+    let mut minutes = std::collections::BTreeSet::new();
+    for id in &ids {
+        let intake = aws.history("stripe", id).await.into_iter().find(|r| r.key == RecordKey::intake("stripe", id));
+        let at =
+            Locator { source: "stripe".into(), event_id: id.clone(), accepted_at_ms: intake.unwrap().created_at_ms };
+        let (key, text) = at.fetch(&bucket).await.unwrap().unwrap_or_else(|| panic!("{id} not archived"));
+        assert_eq!(Envelope::from_json(&text).unwrap().data, stripe_payment(id));
+        assert!(objects.iter().any(|o| o.key == key));
+        minutes.insert(at.prefix());
+    }
+    assert_eq!(objects.len(), minutes.len(), "one object per minute the batch was accepted in: {objects:?}");
+
+    // The mapper died after archiving: the same batch again rewrites the same object.
+    assert!(switchyard_mapper::handle(&deps.mapper, batch).await.batch_item_failures.is_empty());
+    let again = bucket.list("events/stripe/").await.unwrap();
+    assert_eq!(again.iter().map(|o| &o.key).collect::<Vec<_>>(), objects.iter().map(|o| &o.key).collect::<Vec<_>>());
+
+    let mut trace = aws.ops_command(env!("CARGO_BIN_EXE_ops"));
+    trace.args(["--json", "trace", &ids[7], "--source", "stripe"]);
+    let out = trace.output().await.unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).expect("trace --json");
+    assert_eq!(v[0]["archive"]["archived"], true, "{v}");
+    let key = v[0]["archive"]["key"].as_str().unwrap();
+    assert!(switchyard_common::archive::may_hold(key, &ids[7]) && objects.iter().any(|o| o.key == key), "{key}");
+    let mut replay = aws.ops_command(env!("CARGO_BIN_EXE_ops"));
+    replay.args(["replay", "--archived", &ids[7], "--source", "stripe"]);
+    let text = String::from_utf8_lossy(&replay.output().await.unwrap().stdout).into_owned();
+    assert!(text.contains(&format!("archive stripe/{}", ids[7])) && text.contains("would replay"), "{text}");
+}
+
+fn now() -> i64 {
+    switchyard_common::runtime::now_ms()
 }

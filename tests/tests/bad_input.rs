@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::event::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::json;
 use switchyard_common::config::Config;
@@ -13,8 +12,9 @@ use switchyard_common::envelope::{Delivery, Envelope};
 use switchyard_common::mapping::JqProgram;
 use switchyard_common::queue::is_sqs_char;
 use switchyard_common::runtime::now_ms;
-use switchyard_common::signature::{sign, Scheme, SigningSecret};
-use switchyard_e2e::{config_for, delivery, eventually, local_secret, settle, stripe_payment, LocalAws, World};
+use switchyard_e2e::{
+    config_for, delivery, eventually, settle, signed_stripe_request, stripe_payment, LocalAws, World,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -28,19 +28,6 @@ async fn take_bodies(aws: &LocalAws, queue_url: &str) -> Vec<String> {
         sqs.delete_message().queue_url(queue_url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
     }
     bodies
-}
-
-fn signed_stripe_request(body: &str) -> ApiGatewayV2httpRequest {
-    let mut req = ApiGatewayV2httpRequest::default();
-    req.request_context.http.method = http::Method::POST;
-    req.raw_path = Some("/hooks/stripe".into());
-    req.path_parameters.insert("source".into(), "stripe".into());
-    let secret = SigningSecret::new(local_secret("source/stripe"));
-    for (name, value) in sign(&Scheme::Stripe, &secret, body.as_bytes(), now_ms() / 1000, "").unwrap() {
-        req.headers.insert(name, value);
-    }
-    req.body = Some(body.to_owned());
-    req
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

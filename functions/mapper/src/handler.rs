@@ -3,7 +3,7 @@ use futures_util::future::join_all;
 use switchyard_common::archive::{self, ArchiveError};
 use switchyard_common::batch::{self, batch_response, parked_message, receive_count, record_span, RecordResult};
 use switchyard_common::config::{Config, Flow};
-use switchyard_common::envelope::{is_header_text, sha256_hex, Delivery, Envelope, Mode};
+use switchyard_common::envelope::{is_header_text, sha256_hex, Delivery, Envelope, EnvelopeError, Mode};
 use switchyard_common::failure::Failure;
 use switchyard_common::ledger::{self, LedgerRecord, RecordKey, Status, RECORD_TTL};
 use switchyard_common::mapping::MappingError;
@@ -174,7 +174,18 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
 }
 
 async fn handle_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
-    let plans = join_all(event.records.iter().map(|m| plan(deps, m).instrument(record_span(m)))).await;
+    let parsed: Vec<_> =
+        event.records.iter().map(|m| Envelope::from_json(m.body.as_deref().unwrap_or_default())).collect();
+    let archived = archive_batch(deps, &event.records, &parsed).await;
+    let plans = join_all(
+        event
+            .records
+            .iter()
+            .zip(parsed)
+            .zip(archived)
+            .map(|((m, e), a)| plan(deps, m, e, a).instrument(record_span(m))),
+    )
+    .await;
     let sent = send_planned(deps, &plans).await;
     // Events in, per flow (the dashboard's first column).
     for (plan, unsent) in plans.iter().zip(&sent) {
@@ -199,9 +210,14 @@ async fn handle_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     batch_response(&event, &results)
 }
 
-async fn plan<'a>(deps: &Deps, message: &'a SqsMessage) -> Plan<'a> {
+async fn plan<'a>(
+    deps: &Deps,
+    message: &'a SqsMessage,
+    parsed: Result<Envelope, EnvelopeError>,
+    archived: Result<(), ArchiveError>,
+) -> Plan<'a> {
     let body = message.body.as_deref().unwrap_or_default();
-    let envelope = match Envelope::from_json(body) {
+    let envelope = match parsed {
         Ok(e) => e,
         Err(e) => {
             let failure = Failure::terminal(e.to_string());
@@ -218,7 +234,7 @@ async fn plan<'a>(deps: &Deps, message: &'a SqsMessage) -> Plan<'a> {
         flow = field::Empty,
         destination = field::Empty,
     );
-    if let Err(e) = archive(deps, &envelope, body).instrument(span.clone()).await {
+    if let Err(e) = archived {
         // Nothing is mapped that was not archived first: the record comes back.
         span.in_scope(|| warn!(error = %e, "cannot archive the envelope; will retry"));
         return Plan::Settled(RecordResult::Retry);
@@ -233,19 +249,40 @@ async fn plan<'a>(deps: &Deps, message: &'a SqsMessage) -> Plan<'a> {
     }
 }
 
-/// Writes the envelope, exactly as queued, to the stage's archive, if it has one and
-/// the event's source archives (`archive = true`, the default).
-async fn archive(deps: &Deps, envelope: &Envelope, body: &str) -> Result<(), ArchiveError> {
-    let Some(archive) = &deps.archive else { return Ok(()) };
-    let source = envelope.source_name();
-    if !deps.config.archives(source) {
-        return Ok(());
+/// Writes the batch's envelopes, exactly as queued, to the stage's archive if it has
+/// one, for the sources that archive (`archive = true`, the default): one object per
+/// source and acceptance minute (`archive::batches`), the objects concurrently. Per
+/// record: whether its envelope is archived or need not be; a record whose object
+/// could not be written comes back.
+async fn archive_batch(
+    deps: &Deps,
+    records: &[SqsMessage],
+    parsed: &[Result<Envelope, EnvelopeError>],
+) -> Vec<Result<(), ArchiveError>> {
+    let mut out = vec![Ok(()); records.len()];
+    let Some(store) = &deps.archive else { return out };
+    let mut wanted = Vec::with_capacity(records.len());
+    let mut items = Vec::with_capacity(records.len());
+    for (i, (message, envelope)) in records.iter().zip(parsed).enumerate() {
+        let Ok(envelope) = envelope else { continue };
+        let source = envelope.source_name();
+        // Not an envelope intake wrote (no acceptance time): the mapping decides.
+        let Some(accepted_at_ms) = envelope.accepted_at_ms().filter(|_| deps.config.archives(source)) else {
+            continue;
+        };
+        wanted.push(i);
+        items.push((source, envelope.id.as_str(), accepted_at_ms, message.body.as_deref().unwrap_or_default()));
     }
-    let Some(accepted_at_ms) = envelope.accepted_at_ms() else {
-        // Not an envelope intake wrote; the mapping below decides what happens to it.
-        return Ok(());
-    };
-    archive.put(&archive::envelope_key(source, &envelope.id, accepted_at_ms), body.as_bytes()).await
+    let objects = archive::batches(items);
+    let written = join_all(objects.iter().map(|(o, _)| store.put(&o.key, &o.body))).await;
+    for ((_, held), result) in objects.iter().zip(written) {
+        if let Err(e) = result {
+            for i in held {
+                out[wanted[*i]] = Err(e.clone());
+            }
+        }
+    }
+    out
 }
 
 enum Prepared {

@@ -641,8 +641,8 @@ async fn print_events(
         let records = ledger.history(pk).await.map_err(unavailable(table))?;
         if !records.is_empty() {
             let name = pk.strip_prefix("EVT#").unwrap_or(pk).replacen('#', "/", 1);
-            let key = trace::archive_key(pk, &records);
-            found.push((name, key, trace::timeline(records)));
+            let at = trace::archive_locator(pk, &records);
+            found.push((name, at, trace::timeline(records)));
         }
     }
     let archive = match found.is_empty() {
@@ -650,8 +650,8 @@ async fn print_events(
         false => Some(archive_for_trace(stage).await),
     };
     let mut states = Vec::new();
-    for (_, key, _) in &found {
-        states.push(archive_state(archive.as_ref(), key.as_deref()).await);
+    for (_, at, _) in &found {
+        states.push(archive_state(archive.as_ref(), at.as_ref()).await);
     }
     let mut out = std::io::stdout().lock();
     if json {
@@ -679,20 +679,22 @@ async fn archive_for_trace(stage: &Stage) -> Result<S3Archive, String> {
     archive_bucket(stage, &sdk).await.map(|bucket| S3Archive::new(&sdk, bucket)).map_err(|Failure(_, m)| m)
 }
 
-/// Whether the object is there, from a listing of its own key (s3:ListBucket: the
-/// read-only policy sees keys, never payloads).
-async fn archive_state(archive: Option<&Result<S3Archive, String>>, key: Option<&str>) -> trace::ArchiveState {
-    use switchyard_common::archive::Archive as _;
-    let Some(key) = key else { return trace::ArchiveState::NoIntakeRecord };
+/// Whether the envelope is there, from listings only (s3:ListBucket: the read-only
+/// policy sees keys, never payloads): an object of its minute whose name holds it.
+async fn archive_state(
+    archive: Option<&Result<S3Archive, String>>,
+    at: Option<&switchyard_common::archive::Locator>,
+) -> trace::ArchiveState {
+    let Some(at) = at else { return trace::ArchiveState::NoIntakeRecord };
     let archive = match archive {
         Some(Ok(a)) => a,
         Some(Err(why)) => return trace::ArchiveState::Unknown(why.clone()),
         None => return trace::ArchiveState::Unknown("not asked".into()),
     };
-    match archive.list(key).await {
-        Ok(objects) => match objects.into_iter().find(|o| o.key == key) {
-            Some(o) => trace::ArchiveState::Archived { key: key.to_owned(), bytes: o.size },
-            None => trace::ArchiveState::Missing { key: key.to_owned() },
+    match at.candidates(archive).await {
+        Ok(objects) => match objects.into_iter().next() {
+            Some(o) => trace::ArchiveState::Archived { key: o.key, object_bytes: o.size },
+            None => trace::ArchiveState::Missing { prefix: at.prefix() },
         },
         Err(e) => trace::ArchiveState::Unknown(e.to_string()),
     }

@@ -309,24 +309,25 @@ pub async fn backtest(
     (since_ms, until_ms): (i64, i64),
 ) -> Result<Comparison, String> {
     let mut pairs = Vec::new();
+    let mut reader = archive::EnvelopeReader::default();
     for prefix in archive::day_prefixes(&to.source, since_ms, until_ms) {
         for object in archive.list(&prefix).await.map_err(|e| e.to_string())? {
             let Some(bytes) = archive.get(&object.key).await.map_err(|e| e.to_string())? else { continue };
-            let text = String::from_utf8_lossy(&bytes);
-            let envelope = Envelope::from_json(&text).map_err(|e| format!("{}: {e}", object.key))?;
-            let accepted = envelope.accepted_at_ms().unwrap_or(object.written_at_ms);
-            if accepted < since_ms || accepted > until_ms {
-                continue;
+            for envelope in reader.read(&object, &bytes)? {
+                let accepted = envelope.accepted_at_ms().unwrap_or(object.written_at_ms);
+                if accepted < since_ms || accepted > until_ms {
+                    continue;
+                }
+                if !from.accepts_type(&envelope.event_type) && !to.accepts_type(&envelope.event_type) {
+                    continue;
+                }
+                pairs.push(Pair {
+                    event_id: envelope.id.clone(),
+                    source: envelope.source_name().to_owned(),
+                    from: render(config, from, &envelope),
+                    to: render(config, to, &envelope),
+                });
             }
-            if !from.accepts_type(&envelope.event_type) && !to.accepts_type(&envelope.event_type) {
-                continue;
-            }
-            pairs.push(Pair {
-                event_id: envelope.id.clone(),
-                source: envelope.source_name().to_owned(),
-                from: render(config, from, &envelope),
-                to: render(config, to, &envelope),
-            });
         }
     }
     Ok(compare(&to.name, from.version, to.version, "backtest", &pairs))

@@ -414,15 +414,15 @@ async fn pace(rate: Option<f64>, last_send: &mut Option<Instant>) {
     switchyard_common::runtime::pace(interval, last_send).await;
 }
 
-/// Where an archived event is, found from its intake record (`archive::envelope_key`).
-pub async fn archived_key(
+/// Where an archived event is looked for, from its intake record (its acceptance time).
+pub async fn archived_at(
     ledger: &dyn IdempotencyStore,
     source: &str,
     event_id: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<switchyard_common::archive::Locator>, String> {
     let pk = RecordKey::event_pk(source, event_id);
     let records = ledger.history(&pk).await.map_err(|e| format!("ledger: {e}"))?;
-    Ok(crate::trace::archive_key(&pk, &records))
+    Ok(crate::trace::archive_locator(&pk, &records))
 }
 
 /// The deliveries an archived envelope becomes now: for each flow name that wants it,
@@ -488,8 +488,8 @@ pub async fn run_archived(
             request: None,
             diff: None,
         };
-        let key = match archived_key(ctx.ledger, source, event_id).await {
-            Ok(Some(key)) => key,
+        let at = match archived_at(ctx.ledger, source, event_id).await {
+            Ok(Some(at)) => at,
             Ok(None) => {
                 report.items.push(item(Outcome::Skipped("no intake record (unknown event, or expired)".into())));
                 continue;
@@ -499,9 +499,9 @@ pub async fn run_archived(
                 continue;
             }
         };
-        let envelope = match archive.get(&key).await {
-            Ok(Some(bytes)) => match Envelope::from_json(&String::from_utf8_lossy(&bytes)) {
-                Ok(e) => e,
+        let (key, envelope) = match at.fetch(archive).await {
+            Ok(Some((key, text))) => match Envelope::from_json(&text) {
+                Ok(e) => (key, e),
                 Err(e) => {
                     report.items.push(item(Outcome::Failed(format!("archived object {key} is not an envelope: {e}"))));
                     continue;

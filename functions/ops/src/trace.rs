@@ -6,6 +6,7 @@
 //! stands now.
 
 use serde_json::{json, Value};
+use switchyard_common::archive::Locator;
 use switchyard_common::ledger::{parse_log_entry, LedgerRecord, Status};
 use switchyard_common::runtime::rfc3339;
 
@@ -142,36 +143,33 @@ pub fn render_text(event: &str, records: &[LedgerRecord]) -> String {
 /// Whether an event's envelope is in the stage's archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArchiveState {
-    Archived {
-        key: String,
-        bytes: u64,
-    },
-    /// Not there: its source does not archive, the mapper has not reached it yet, or
-    /// the lifecycle expired it.
-    Missing {
-        key: String,
-    },
-    /// The ledger has no intake record to find the key from.
+    /// In the object at `key` (with the other events of its batch and minute).
+    Archived { key: String, object_bytes: u64 },
+    /// No object under `prefix` holds it: its source does not archive, the mapper has
+    /// not reached it yet, or the lifecycle expired it.
+    Missing { prefix: String },
+    /// The ledger has no intake record to find it from.
     NoIntakeRecord,
     /// The archive could not be asked (no bucket on this stage, or no permission).
     Unknown(String),
 }
 
-/// The archive key of an event, from its intake record (see `archive::envelope_key`).
-pub fn archive_key(pk: &str, records: &[LedgerRecord]) -> Option<String> {
+/// Where an event's envelope is looked for in the archive, from its intake record
+/// (its acceptance time; see `switchyard_common::archive`).
+pub fn archive_locator(pk: &str, records: &[LedgerRecord]) -> Option<Locator> {
     let (source, event_id) = pk.strip_prefix("EVT#")?.split_once('#')?;
     let intake = records.iter().find(|r| r.key == switchyard_common::ledger::RecordKey::intake(source, event_id))?;
-    Some(switchyard_common::archive::envelope_key(source, event_id, intake.created_at_ms))
+    Some(Locator { source: source.to_owned(), event_id: event_id.to_owned(), accepted_at_ms: intake.created_at_ms })
 }
 
 pub fn render_archive_text(state: &ArchiveState) -> String {
     match state {
-        ArchiveState::Archived { key, bytes } => {
-            format!("  archive: payload archived ({bytes} bytes at {key}); `replay --archived` can send it again\n")
-        }
-        ArchiveState::Missing { key } => {
-            format!("  archive: not archived (no {key}: source not archived, not mapped yet, or expired)\n")
-        }
+        ArchiveState::Archived { key, object_bytes } => format!(
+            "  archive: payload archived (in {key}, {object_bytes} bytes with its batch); `replay --archived` can send it again\n"
+        ),
+        ArchiveState::Missing { prefix } => format!(
+            "  archive: not archived (nothing under {prefix} holds it: source not archived, not mapped yet, or expired)\n"
+        ),
         ArchiveState::NoIntakeRecord => "  archive: unknown (no intake record to find it from)\n".to_owned(),
         ArchiveState::Unknown(why) => format!("  archive: unknown ({why})\n"),
     }
@@ -179,8 +177,10 @@ pub fn render_archive_text(state: &ArchiveState) -> String {
 
 pub fn archive_json(state: &ArchiveState) -> Value {
     match state {
-        ArchiveState::Archived { key, bytes } => json!({"archived": true, "key": key, "bytes": bytes}),
-        ArchiveState::Missing { key } => json!({"archived": false, "key": key}),
+        ArchiveState::Archived { key, object_bytes } => {
+            json!({"archived": true, "key": key, "object_bytes": object_bytes})
+        }
+        ArchiveState::Missing { prefix } => json!({"archived": false, "looked_under": prefix}),
         ArchiveState::NoIntakeRecord => json!({"archived": null, "reason": "no intake record"}),
         ArchiveState::Unknown(why) => json!({"archived": null, "reason": why}),
     }

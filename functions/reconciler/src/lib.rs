@@ -25,7 +25,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_common::archive::{self, Archive};
 use switchyard_common::config::{Config, Flow, Reconcile};
-use switchyard_common::envelope::Envelope;
 use switchyard_common::json_fields;
 use switchyard_common::ledger::{IdempotencyStore, RecordKey, Status};
 use switchyard_common::metrics;
@@ -171,66 +170,73 @@ async fn reconcile(deps: &Deps, flow: &Flow, since_ms: i64, until_ms: i64) -> Re
         ..Report::default()
     };
     let mut ours: BTreeSet<String> = BTreeSet::new();
+    let mut reader = archive::EnvelopeReader::default();
     for prefix in archive::day_prefixes(&flow.source, since_ms, until_ms) {
         for object in deps.archive.list(&prefix).await.map_err(|e| e.to_string())? {
             let Some(bytes) = deps.archive.get(&object.key).await.map_err(|e| e.to_string())? else { continue };
-            let Ok(envelope) = Envelope::from_json(&String::from_utf8_lossy(&bytes)) else { continue };
-            let accepted = envelope.accepted_at_ms().unwrap_or(object.written_at_ms);
-            if accepted < since_ms || accepted > until_ms || !flow.accepts_type(&envelope.event_type) {
-                continue;
-            }
-            let source = envelope.source_name().to_owned();
-            if !delivered(deps.ledger.as_ref(), &source, &envelope.id, flow).await? {
-                continue;
-            }
-            report.checked += 1;
-            let finding = |fields: Vec<String>, reason: Option<String>| Finding {
-                source: source.clone(),
-                event_id: envelope.id.clone(),
-                fields,
-                reason,
-            };
-            let sent = match switchyard_mapper::map_flow(&deps.config, flow, &envelope) {
-                Ok(Some(d)) => d.body,
-                Ok(None) => {
-                    report.unreadable.push(finding(vec![], Some("the flow's filter now says no".into())));
+            // An object that cannot be read is skipped; an event in two objects is read once.
+            let Ok(envelopes) = reader.read(&object, &bytes) else { continue };
+            for envelope in envelopes {
+                let accepted = envelope.accepted_at_ms().unwrap_or(object.written_at_ms);
+                if accepted < since_ms || accepted > until_ms || !flow.accepts_type(&envelope.event_type) {
                     continue;
                 }
-                Err(f) => {
-                    report.unreadable.push(finding(vec![], Some(format!("cannot be re-mapped: {}", f.reason))));
+                let source = envelope.source_name().to_owned();
+                if !delivered(deps.ledger.as_ref(), &source, &envelope.id, flow).await? {
                     continue;
                 }
-            };
-            let id = match spec.id.run_key(&sent) {
-                Ok(id) => id,
-                Err(e) => {
-                    report.unreadable.push(finding(vec![], Some(format!("reconcile.id: {}", e.reason()))));
-                    continue;
-                }
-            };
-            ours.insert(id.clone());
-            take_token(deps, destination).await?;
-            match switchyard_dispatcher::read(&deps.reads, destination, spec.method.as_str(), &spec.path_for(&id)).await
-            {
-                Ok(r) if r.status == 404 || r.status == 410 => report.missing.push(finding(vec![], None)),
-                Ok(r) if (200..300).contains(&r.status) => {
-                    let project = |v: &Value| spec.compare.run_one(v).map_err(|e| e.reason());
-                    match (project(&sent), project(r.body.as_ref().unwrap_or(&Value::Null))) {
-                        (Ok(a), Ok(b)) => {
-                            let fields = json_fields::changed(&a, &b);
-                            if fields.is_empty() {
-                                report.equal += 1;
-                            } else {
-                                report.different.push(finding(fields, None));
+                report.checked += 1;
+                let finding = |fields: Vec<String>, reason: Option<String>| Finding {
+                    source: source.clone(),
+                    event_id: envelope.id.clone(),
+                    fields,
+                    reason,
+                };
+                let sent = match switchyard_mapper::map_flow(&deps.config, flow, &envelope) {
+                    Ok(Some(d)) => d.body,
+                    Ok(None) => {
+                        report.unreadable.push(finding(vec![], Some("the flow's filter now says no".into())));
+                        continue;
+                    }
+                    Err(f) => {
+                        report.unreadable.push(finding(vec![], Some(format!("cannot be re-mapped: {}", f.reason))));
+                        continue;
+                    }
+                };
+                let id = match spec.id.run_key(&sent) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        report.unreadable.push(finding(vec![], Some(format!("reconcile.id: {}", e.reason()))));
+                        continue;
+                    }
+                };
+                ours.insert(id.clone());
+                take_token(deps, destination).await?;
+                match switchyard_dispatcher::read(&deps.reads, destination, spec.method.as_str(), &spec.path_for(&id))
+                    .await
+                {
+                    Ok(r) if r.status == 404 || r.status == 410 => report.missing.push(finding(vec![], None)),
+                    Ok(r) if (200..300).contains(&r.status) => {
+                        let project = |v: &Value| spec.compare.run_one(v).map_err(|e| e.reason());
+                        match (project(&sent), project(r.body.as_ref().unwrap_or(&Value::Null))) {
+                            (Ok(a), Ok(b)) => {
+                                let fields = json_fields::changed(&a, &b);
+                                if fields.is_empty() {
+                                    report.equal += 1;
+                                } else {
+                                    report.different.push(finding(fields, None));
+                                }
+                            }
+                            (Err(e), _) | (_, Err(e)) => {
+                                report.unreadable.push(finding(vec![], Some(format!("reconcile.compare: {e}"))))
                             }
                         }
-                        (Err(e), _) | (_, Err(e)) => {
-                            report.unreadable.push(finding(vec![], Some(format!("reconcile.compare: {e}"))))
-                        }
                     }
+                    Ok(r) => {
+                        report.unreadable.push(finding(vec![], Some(format!("HTTP {} reading it back", r.status))))
+                    }
+                    Err(f) => report.unreadable.push(finding(vec![], Some(f.reason))),
                 }
-                Ok(r) => report.unreadable.push(finding(vec![], Some(format!("HTTP {} reading it back", r.status)))),
-                Err(f) => report.unreadable.push(finding(vec![], Some(f.reason))),
             }
         }
     }

@@ -340,34 +340,44 @@ async fn deliveries_carry_characters_sqs_refuses_escaped_and_unchanged() {
     assert_eq!(Delivery::from_json(&sent[0].body).unwrap().body["text"], text);
 }
 
-/// Issue 11: each envelope is archived, byte for byte, at the key its ledger record
-/// gives, before it is mapped; an archive that cannot be written sends nothing and
-/// the record comes back; a source with `archive = false` is not archived.
+/// Issue 11 (batched by issue 10): a batch's envelopes are archived, byte for byte,
+/// in one object per source and minute that the ledger's record finds, before they
+/// are mapped; an archive that cannot be written sends nothing and the records come
+/// back; a source with `archive = false` is not archived.
 #[tokio::test]
-async fn an_envelope_is_archived_before_it_is_mapped_and_an_unwritable_archive_sends_nothing() {
-    use switchyard_common::archive::{envelope_key, Archive, MemoryArchive};
+async fn a_batchs_envelopes_are_archived_in_one_object_before_they_are_mapped_and_an_unwritable_archive_sends_nothing()
+{
+    use switchyard_common::archive::{Archive, Locator, MemoryArchive};
     let (mut deps, queue) = deps();
     let archive = Arc::new(MemoryArchive::default());
     deps.archive = Some(archive.clone());
     let e = envelope("stripe", fixture("stripe/payment_intent.succeeded.json"));
-    let body = serde_json::to_string(&e).unwrap();
+    let mut second = fixture("stripe/payment_intent.succeeded.json");
+    second["id"] = json!("evt_second_of_batch");
+    let e2 = envelope("stripe", second);
+    let bodies = [serde_json::to_string(&e).unwrap(), serde_json::to_string(&e2).unwrap()];
 
     archive.failing.store(true, Ordering::SeqCst);
-    let r = handle(&deps, sqs_event(std::slice::from_ref(&body))).await;
-    assert_eq!(r.batch_item_failures.len(), 1, "the record comes back");
+    let r = handle(&deps, sqs_event(&bodies)).await;
+    assert_eq!(r.batch_item_failures.len(), 2, "both records come back");
     assert!(queue.sent.lock().unwrap().is_empty(), "nothing sent that was not archived");
 
     archive.failing.store(false, Ordering::SeqCst);
-    let r = handle(&deps, sqs_event(std::slice::from_ref(&body))).await;
+    let r = handle(&deps, sqs_event(&bodies)).await;
     assert!(r.batch_item_failures.is_empty());
-    let key = envelope_key("stripe", &e.id, e.accepted_at_ms().unwrap());
-    assert_eq!(archive.get(&key).await.unwrap().as_deref(), Some(body.as_bytes()));
-    assert_eq!(queue.sent_to(DISPATCH).len(), 1);
+    let keys = archive.keys();
+    assert_eq!(keys.len(), 1, "one object for the batch: {keys:?}");
+    for (e, body) in [(&e, &bodies[0]), (&e2, &bodies[1])] {
+        let at =
+            Locator { source: "stripe".into(), event_id: e.id.clone(), accepted_at_ms: e.accepted_at_ms().unwrap() };
+        assert_eq!(at.fetch(archive.as_ref() as &dyn Archive).await.unwrap(), Some((keys[0].clone(), body.clone())));
+    }
+    assert_eq!(queue.sent_to(DISPATCH).len(), 2);
 
     let mut config = Config::load(&repo().join("config/flows.toml")).unwrap();
     config.sources.get_mut("stripe").unwrap().archive = false;
     deps.config = Arc::new(config);
     let other = envelope("stripe", json!({"id": "evt_not_kept", "type": "charge.refunded"}));
     handle(&deps, sqs_event(&[serde_json::to_string(&other).unwrap()])).await;
-    assert_eq!(archive.keys(), vec![key], "a source that opts out is not archived");
+    assert_eq!(archive.keys(), keys, "a source that opts out is not archived");
 }

@@ -1,5 +1,5 @@
 use super::*;
-use switchyard_common::archive::{envelope_key, MemoryArchive};
+use switchyard_common::archive::{self, envelope_key, MemoryArchive};
 use switchyard_common::envelope::Mode;
 use switchyard_common::mapping::JqProgram;
 
@@ -128,17 +128,24 @@ async fn a_backtest_maps_archived_envelopes_with_both_versions_and_reports_each_
     config.flows.push(v2);
     let archive = MemoryArchive::default();
     let at = payment("x", None).accepted_at_ms().unwrap();
-    for (id, email) in [("evt_1", Some("a@example.com")), ("evt_2", Some("b@example.com")), ("evt_3", None)] {
-        let e = payment(id, email);
-        archive.put(&envelope_key("stripe", id, at), serde_json::to_string(&e).unwrap().as_bytes()).await.unwrap();
-    }
+    let text = |id: &str, email: Option<&str>| serde_json::to_string(&payment(id, email)).unwrap();
+    let (e1, e2, e3) =
+        (text("evt_1", Some("a@example.com")), text("evt_2", Some("b@example.com")), text("evt_3", None));
     // Another type of the same source: neither version takes it, it is not counted.
     let mut other = payment("evt_other", Some("c@example.com"));
     other.event_type = "charge.refunded".into();
-    archive
-        .put(&envelope_key("stripe", "evt_other", at), serde_json::to_string(&other).unwrap().as_bytes())
-        .await
-        .unwrap();
+    let other = serde_json::to_string(&other).unwrap();
+    // evt_1, evt_2 and the other type in one batch's object; evt_2 again in a second
+    // (a batch retried in part): counted once; evt_3 in a one-event object from before.
+    let batch = [("stripe", "evt_1", at, e1.as_str()), ("stripe", "evt_2", at, e2.as_str())];
+    for (object, _) in archive::batches(batch.into_iter().chain([("stripe", "evt_other", at, other.as_str())])) {
+        archive.put(&object.key, &object.body).await.unwrap();
+    }
+    for (object, _) in archive::batches([batch[1]]) {
+        archive.put(&object.key, &object.body).await.unwrap();
+    }
+    archive.put(&envelope_key("stripe", "evt_3", at), e3.as_bytes()).await.unwrap();
+    assert_eq!(archive.keys().len(), 3);
 
     let (from, to) = (config.flow(FLOW, 1).unwrap(), config.flow(FLOW, 2).unwrap());
     let c = backtest(&archive, &config, (from, to), (at - 1_000, at + 1_000)).await.unwrap();
