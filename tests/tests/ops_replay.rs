@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 use switchyard_common::batch::parked_message;
 use switchyard_common::config::Config;
 use switchyard_common::failure::Failure;
-use switchyard_common::ledger::{entity_hash, IdempotencyStore, LedgerRecord, RecordKey, Status};
+use switchyard_common::ledger::{
+    entity_hash, events_with_correlation, IdempotencyStore, LedgerRecord, RecordKey, Status,
+};
 use switchyard_common::queue::{OutboundMessage, Queue, SqsQueue};
 use switchyard_e2e::{delivery, eventually, fixture, repo, settle, World};
 use switchyard_local::sink::Reply;
@@ -152,7 +154,7 @@ async fn the_no_email_payment_is_traced_as_parked_then_patched_replayed_once_and
     let by_key = w.aws.ledger().events_by_entity(&entity_hash(FLOW, "1042")).await.unwrap();
     assert_eq!(by_key, vec![RecordKey::event_pk("stripe", &event_id)]);
     let correlation = history.iter().find(|r| r.key.sk == "INTAKE").unwrap().correlation_id.clone().unwrap();
-    let by_correlation = w.aws.ledger().events_by_correlation(&correlation).await.unwrap();
+    let by_correlation = events_with_correlation(&w.aws.ledger(), &correlation).await.unwrap();
     assert_eq!(by_correlation, vec![RecordKey::event_pk("stripe", &event_id)]);
 }
 
@@ -357,6 +359,16 @@ async fn find_by_business_key_lists_the_entitys_events_from_the_command_line() {
     assert_eq!(names, vec!["stripe/evt_order_a", "stripe/evt_order_b"]);
     let missing = ops_command(&w).args(["find", "--flow", FLOW, "--key", "9999"]).output().await.unwrap();
     assert_eq!(missing.status.code(), Some(1));
+
+    // By the correlation id intake derived for evt_order_b (no index entry for it).
+    let history = w.aws.history("stripe", "evt_order_b").await;
+    let derived = history.iter().find(|r| r.key.sk == "INTAKE").unwrap().correlation_id.clone().unwrap();
+    assert_eq!(derived, switchyard_common::ledger::derived_correlation_id("stripe", "evt_order_b"));
+    let out = ops_command(&w).args(["--json", "find", "--correlation", &derived]).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
+    assert_eq!(events[0]["event"], "stripe/evt_order_b");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,6 +49,46 @@ pub fn entity_hash(flow: &str, value: &str) -> String {
     format!("{flow}#{}", crate::envelope::sha256_hex(format!("{flow}\n{value}").as_bytes()))
 }
 
+/// The prefix of the correlation ids intake derives from the event itself.
+const DERIVED_CORRELATION: &str = "sy.";
+
+/// The correlation id intake gives an event whose caller sent none: `sy.` followed by
+/// `{source}#{event id}` in unpadded base64url. It names its event, so `find
+/// --correlation` needs no index entry for it (one write unit less per event), and a
+/// provider's retries of an event carry the same id. Caller-supplied ids are indexed.
+pub fn derived_correlation_id(source: &str, event_id: &str) -> String {
+    use base64::Engine as _;
+    let named = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{source}#{event_id}"));
+    format!("{DERIVED_CORRELATION}{named}")
+}
+
+/// The event partition key a derived correlation id names; `None` for any other id.
+pub fn derived_correlation_event(correlation_id: &str) -> Option<String> {
+    use base64::Engine as _;
+    let named = correlation_id.strip_prefix(DERIVED_CORRELATION)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(named).ok()?;
+    let (source, event_id) = std::str::from_utf8(&bytes).ok()?.split_once('#')?;
+    Some(RecordKey::event_pk(source, event_id))
+}
+
+/// Partition keys of the events with this correlation id: the index's entries (ids a
+/// caller supplied), and the event a derived id names if its intake record carries
+/// that id (a caller may send an id that looks derived; then the index has it).
+pub async fn events_with_correlation(
+    ledger: &dyn IdempotencyStore,
+    correlation_id: &str,
+) -> Result<Vec<String>, LedgerError> {
+    let mut pks = ledger.events_by_correlation(correlation_id).await?;
+    if let Some(pk) = derived_correlation_event(correlation_id).filter(|pk| !pks.contains(pk)) {
+        let records = ledger.history(&pk).await?;
+        let carries = |r: &LedgerRecord| r.key.sk == "INTAKE" && r.correlation_id.as_deref() == Some(correlation_id);
+        if records.iter().any(carries) {
+            pks.push(pk);
+        }
+    }
+    Ok(pks)
+}
+
 /// At most this many characters of a reason or summary go into an attempt's log entry.
 const LOG_TEXT_CHARS: usize = 300;
 
@@ -188,8 +228,9 @@ pub struct ClaimRequest {
     pub destination: Option<String>,
     /// The flow's hashed business key (`entity_hash`), indexed for `find --key`.
     pub entity: Option<String>,
-    /// Index this record by its correlation id (the intake record only: one index
-    /// entry per event, not one per step).
+    /// Index this record by its correlation id (the intake record only, and only an
+    /// id the caller supplied: a derived one names its event, see
+    /// [`derived_correlation_id`]).
     pub index_correlation: bool,
 }
 

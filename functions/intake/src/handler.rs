@@ -3,7 +3,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use switchyard_common::config::Source;
 use switchyard_common::envelope::{sha256_hex, Envelope};
-use switchyard_common::ledger::{ClaimOutcome, ClaimRequest, RecordKey};
+use switchyard_common::ledger::{derived_correlation_id, ClaimOutcome, ClaimRequest, RecordKey};
 use switchyard_common::queue::{envelope_message, is_sqs_char, Unsendable};
 use switchyard_common::runtime::{self, now_ms, rfc3339};
 use switchyard_common::secrets::VersionStage;
@@ -19,22 +19,25 @@ const MAX_EVENT_ID_LEN: usize = 200;
 /// is an answer to the provider. `deadline_ms` is the invocation's deadline, after
 /// which an unfinished claim may be taken over by the provider's retry.
 pub async fn handle(deps: &Deps, req: ApiGatewayV2httpRequest, deadline_ms: i64) -> ApiGatewayV2httpResponse {
-    let correlation_id = correlation_id(&req);
+    // A caller's id is kept (and indexed); without one, lines before the event id is
+    // known carry a random id, and the event then gets the id derived from it.
+    let supplied = correlation_id(&req);
+    let early = supplied.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let span = tracing::info_span!(
         "intake",
-        correlation_id = %correlation_id,
+        correlation_id = %early,
         source = field::Empty,
         event_id = field::Empty,
         event_type = field::Empty,
     );
-    handle_in_span(deps, req, deadline_ms, correlation_id).instrument(span).await
+    handle_in_span(deps, req, deadline_ms, supplied).instrument(span).await
 }
 
 async fn handle_in_span(
     deps: &Deps,
     req: ApiGatewayV2httpRequest,
     deadline_ms: i64,
-    correlation_id: String,
+    supplied: Option<String>,
 ) -> ApiGatewayV2httpResponse {
     if req.request_context.http.method != http::Method::POST {
         return error(405, "method_not_allowed", "webhooks are delivered with POST");
@@ -75,7 +78,11 @@ async fn handle_in_span(
         Err(message) => return error(400, "missing_event_id", message),
     };
     let event_type = event_type(source, &payload, &req.headers);
-    tracing::Span::current().record("event_id", event_id.as_str()).record("event_type", event_type.as_str());
+    let correlation_id = supplied.clone().unwrap_or_else(|| derived_correlation_id(&source.name, &event_id));
+    tracing::Span::current()
+        .record("event_id", event_id.as_str())
+        .record("event_type", event_type.as_str())
+        .record("correlation_id", correlation_id.as_str());
 
     let envelope = Envelope::new(
         &source.name,
@@ -114,8 +121,9 @@ async fn handle_in_span(
         flow: None,
         destination: None,
         entity: None,
-        // One entry per event in the correlation index: `switchyard-ops find --correlation`.
-        index_correlation: true,
+        // `switchyard-ops find --correlation`: a caller's id from the index (one entry per
+        // event), a derived one from the event it names (no index write).
+        index_correlation: supplied.is_some(),
     };
     // Intake's one write comes after the enqueue (below): a read first answers the
     // event's repeats without queueing them again.
@@ -319,8 +327,8 @@ fn event_type(source: &Source, payload: &Value, headers: &http::HeaderMap) -> St
     from_payload.or_else(from_header).unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// A caller-supplied `X-Correlation-Id` is kept if it is a plain token; otherwise a new one.
-fn correlation_id(req: &ApiGatewayV2httpRequest) -> String {
+/// A caller-supplied `X-Correlation-Id`, if it is a plain token.
+fn correlation_id(req: &ApiGatewayV2httpRequest) -> Option<String> {
     req.headers
         .get("x-correlation-id")
         .and_then(|v| v.to_str().ok())
@@ -328,7 +336,6 @@ fn correlation_id(req: &ApiGatewayV2httpRequest) -> String {
             !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
         })
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 #[cfg(test)]

@@ -706,7 +706,9 @@ async fn find_command(stage: &Stage, json: bool, args: FindArgs) -> Result<u8, F
         (Some(flow), Some(key), _) => {
             (ledger.events_by_entity(&entity_hash(flow, key)).await, format!("flow {flow} key {key}"))
         }
-        (_, _, Some(id)) => (ledger.events_by_correlation(id).await, format!("correlation id {id}")),
+        (_, _, Some(id)) => {
+            (switchyard_common::ledger::events_with_correlation(&ledger, id).await, format!("correlation id {id}"))
+        }
         _ => return Err(Failure(exit::USAGE, "name --flow and --key, or --correlation".into())),
     };
     let pks = pks.map_err(unavailable(&table))?;

@@ -267,9 +267,47 @@ fn the_source_name_comes_from_the_path_when_there_are_no_path_parameters() {
 fn a_correlation_id_header_is_kept_only_when_it_is_a_plain_token() {
     let mut req = ApiGatewayV2httpRequest::default();
     req.headers.insert("x-correlation-id", "abc-123".parse().unwrap());
-    assert_eq!(correlation_id(&req), "abc-123");
+    assert_eq!(correlation_id(&req).as_deref(), Some("abc-123"));
     req.headers.insert("x-correlation-id", "a b\"c".parse().unwrap());
-    assert_ne!(correlation_id(&req), "a b\"c");
+    assert_eq!(correlation_id(&req), None);
+}
+
+/// Issue 10: without a caller's id the event's correlation id is derived from it (the
+/// same for the provider's retries) and found without an index entry; a caller's id
+/// is indexed and found from the index. A caller's id that looks derived but names
+/// another event finds only its own event.
+#[tokio::test]
+async fn a_derived_correlation_id_names_its_event_without_an_index_entry_and_a_callers_id_is_indexed() {
+    use switchyard_common::ledger::{derived_correlation_id, events_with_correlation};
+    let w = world();
+    let (status, body) = call(&w, signed(&payment("evt_derived"))).await;
+    assert_eq!(status, 202, "{body}");
+    let derived = derived_correlation_id("stripe", "evt_derived");
+    assert_eq!(body["correlation_id"], derived.as_str(), "{body}");
+    let envelope = Envelope::from_json(&w.queue.sent_to(QUEUE)[0].body).unwrap();
+    assert_eq!(envelope.correlationid, derived);
+    let pk = RecordKey::intake("stripe", "evt_derived").pk;
+    assert!(w.ledger.events_by_correlation(&derived).await.unwrap().is_empty(), "indexed anyway");
+    assert_eq!(events_with_correlation(w.ledger.as_ref(), &derived).await.unwrap(), vec![pk.clone()]);
+
+    let mut req = signed(&payment("evt_supplied"));
+    req.headers.insert("x-correlation-id", "order-1042".parse().unwrap());
+    assert_eq!(call(&w, req).await.0, 202);
+    let supplied = RecordKey::intake("stripe", "evt_supplied").pk;
+    assert_eq!(w.ledger.events_by_correlation("order-1042").await.unwrap(), vec![supplied.clone()]);
+    assert_eq!(events_with_correlation(w.ledger.as_ref(), "order-1042").await.unwrap(), vec![supplied]);
+
+    // A caller sends evt_derived's id with another event: that event is indexed under
+    // it; evt_derived is found too, once.
+    let mut req = signed(&payment("evt_lookalike"));
+    req.headers.insert("x-correlation-id", derived.parse().unwrap());
+    assert_eq!(call(&w, req).await.0, 202);
+    let mut found = events_with_correlation(w.ledger.as_ref(), &derived).await.unwrap();
+    found.sort();
+    assert_eq!(found, vec![pk, RecordKey::intake("stripe", "evt_lookalike").pk]);
+    // An id that decodes to an event whose intake record carries another id: not it.
+    let spoof = derived_correlation_id("stripe", "evt_supplied");
+    assert!(events_with_correlation(w.ledger.as_ref(), &spoof).await.unwrap().is_empty());
 }
 
 fn world_with_max_body(max_body_bytes: usize) -> World {
