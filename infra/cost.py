@@ -152,7 +152,7 @@ def per_million(bench, prices, memory, tracing):
         "SQS requests": billed("sqs") * prices["sqs"]["usd_per_million_requests"],
         "DynamoDB writes": writes * prices["dynamodb"]["usd_per_million_write_units"],
         "DynamoDB reads": reads * prices["dynamodb"]["usd_per_million_read_units"],
-        # The event archive (ArchiveEvents): one PutObject per archived event.
+        # The event archive (ArchiveEvents): one PutObject per mapper batch and minute.
         "S3 archive writes": made("s3") * prices["s3"]["usd_per_million_put_requests"],
         "Secrets Manager calls": made("secretsmanager") * m / 10_000 * prices["secrets_manager"]["usd_per_10k_calls"],
         "CloudWatch Logs ingestion": log_bytes * m / 1e9 * prices["cloudwatch"]["usd_per_gb_logs_ingested"],
