@@ -89,6 +89,17 @@ pub trait SecretSource: Send + Sync {
     /// `AWSPREVIOUS` before the first rotation).
     async fn get(&self, id: &str, stage: VersionStage) -> Result<Option<SecretValue>, SecretError>;
 
+    /// The current versions of several secrets, each as `get(id, Current)` answers
+    /// it: a cold start's warm-up, which Secrets Manager serves in one
+    /// `BatchGetSecretValue` per 20 (one connection opened, not one per secret).
+    async fn get_current_many(&self, ids: &[String]) -> Vec<Result<Option<SecretValue>, SecretError>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.get(id, VersionStage::Current).await);
+        }
+        out
+    }
+
     /// Forgets any cached copy of `id`, so the next `get` reads the source.
     fn invalidate(&self, _id: &str) {}
 
@@ -107,6 +118,10 @@ pub trait SecretSource: Send + Sync {
 impl<S: SecretSource + ?Sized> SecretSource for std::sync::Arc<S> {
     async fn get(&self, id: &str, stage: VersionStage) -> Result<Option<SecretValue>, SecretError> {
         (**self).get(id, stage).await
+    }
+
+    async fn get_current_many(&self, ids: &[String]) -> Vec<Result<Option<SecretValue>, SecretError>> {
+        (**self).get_current_many(ids).await
     }
 
     fn invalidate(&self, id: &str) {
@@ -153,6 +168,55 @@ impl SecretSource for AwsSecrets {
             }
             Err(e) => Err(SecretError::Unavailable { id: id.to_owned(), message: DisplayErrorContext(e).to_string() }),
         }
+    }
+
+    async fn get_current_many(&self, ids: &[String]) -> Vec<Result<Option<SecretValue>, SecretError>> {
+        /// `BatchGetSecretValue` takes at most this many ids.
+        const PER_CALL: usize = 20;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(PER_CALL) {
+            let answer = self.client.batch_get_secret_value().set_secret_id_list(Some(chunk.to_vec())).send().await;
+            let answer = match answer {
+                Ok(a) => a,
+                Err(e) => {
+                    let message = DisplayErrorContext(e).to_string();
+                    out.extend(
+                        chunk
+                            .iter()
+                            .map(|id| Err(SecretError::Unavailable { id: id.clone(), message: message.clone() })),
+                    );
+                    continue;
+                }
+            };
+            for id in chunk {
+                let is_it =
+                    |name: Option<&str>, arn: Option<&str>| name == Some(id.as_str()) || arn == Some(id.as_str());
+                let found = answer.secret_values().iter().find(|v| is_it(v.name(), v.arn()));
+                out.push(match found {
+                    Some(v) => match v.secret_string() {
+                        Some(text) => Ok(Some(match v.created_date() {
+                            Some(date) => SecretValue::new(text).created_at_secs(date.secs()),
+                            None => SecretValue::new(text),
+                        })),
+                        None => Err(SecretError::NotAString(id.clone())),
+                    },
+                    None => match answer.errors().iter().find(|e| e.secret_id() == Some(id.as_str())) {
+                        Some(e) if e.error_code() == Some("ResourceNotFoundException") => {
+                            Err(SecretError::NotFound(id.clone()))
+                        }
+                        Some(e) => Err(SecretError::Unavailable {
+                            id: id.clone(),
+                            message: format!("{}: {}", e.error_code().unwrap_or("error"), e.message().unwrap_or("")),
+                        }),
+                        None => Err(SecretError::Unavailable {
+                            id: id.clone(),
+                            message: "not in the batch's answer".into(),
+                        }),
+                    },
+                });
+            }
+        }
+        out
     }
 }
 
@@ -228,6 +292,33 @@ impl<S: SecretSource> SecretSource for CachedSecrets<S> {
             cache.insert(key, (value.clone(), Instant::now()));
         }
         Ok(value)
+    }
+
+    /// The ones not cached are read in one call to the source and cached (unless an
+    /// `invalidate` came meanwhile).
+    async fn get_current_many(&self, ids: &[String]) -> Vec<Result<Option<SecretValue>, SecretError>> {
+        use std::sync::atomic::Ordering;
+        let mut out: Vec<Option<Result<Option<SecretValue>, SecretError>>> =
+            ids.iter().map(|id| self.cached(&(id.clone(), VersionStage::Current)).map(Ok)).collect();
+        let missing: Vec<String> =
+            ids.iter().zip(&out).filter(|(_, got)| got.is_none()).map(|(id, _)| id.clone()).collect();
+        if !missing.is_empty() {
+            let seen = self.invalidations.load(Ordering::SeqCst);
+            let read = self.inner.get_current_many(&missing).await;
+            let mut cache = self.cache.lock().expect("secret cache lock");
+            let keep = !self.max_age.is_zero() && self.invalidations.load(Ordering::SeqCst) == seen;
+            let mut read = missing.into_iter().zip(read);
+            for slot in out.iter_mut().filter(|got| got.is_none()) {
+                let Some((id, result)) = read.next() else { break };
+                if let (true, Ok(value)) = (keep, &result) {
+                    cache.insert((id, VersionStage::Current), (value.clone(), Instant::now()));
+                }
+                *slot = Some(result);
+            }
+        }
+        let unanswered =
+            |id: &String| SecretError::Unavailable { id: id.clone(), message: "no answer from the source".into() };
+        ids.iter().zip(out).map(|(id, got)| got.unwrap_or_else(|| Err(unanswered(id)))).collect()
     }
 
     fn invalidate(&self, id: &str) {
@@ -385,6 +476,25 @@ mod tests {
         cached.invalidate("s");
         assert_eq!(early.await.unwrap().expose(), "old");
         assert_eq!(cached.get("s", VersionStage::Current).await.unwrap().unwrap().expose(), "new");
+    }
+
+    #[tokio::test]
+    async fn several_current_secrets_read_at_once_are_cached_and_a_missing_one_is_an_error_not_cached() {
+        let cached = CachedSecrets::new(
+            StaticSecrets::default().with("a", VersionStage::Current, "va").with("b", VersionStage::Current, "vb"),
+            Duration::from_secs(300),
+        );
+        assert_eq!(cached.get("b", VersionStage::Current).await.unwrap().unwrap().expose(), "vb");
+        let ids = ["a", "b", "none"].map(str::to_owned);
+        let got = cached.get_current_many(&ids).await;
+        assert_eq!(got[0].as_ref().unwrap().as_ref().unwrap().expose(), "va");
+        assert_eq!(got[1].as_ref().unwrap().as_ref().unwrap().expose(), "vb");
+        assert!(matches!(&got[2], Err(SecretError::NotFound(id)) if id == "none"), "{:?}", got[2]);
+        assert_eq!(cached.inner.reads.load(Ordering::SeqCst), 3, "b was cached: a and none read");
+        assert_eq!(cached.get("a", VersionStage::Current).await.unwrap().unwrap().expose(), "va");
+        assert_eq!(cached.inner.reads.load(Ordering::SeqCst), 3, "a came from the cache");
+        assert!(cached.get("none", VersionStage::Current).await.is_err());
+        assert_eq!(cached.inner.reads.load(Ordering::SeqCst), 4, "an error is not cached");
     }
 
     #[tokio::test]

@@ -356,18 +356,23 @@ pub async fn warm_up(deps: &Deps) {
             debug!(error = %e, "ledger warm-up");
         }
     })];
-    let secrets = deps
-        .config
-        .destinations
-        .values()
-        .flat_map(|d| d.auth.secret().into_iter().chain(d.signing.as_ref().map(|s| s.secret.as_str())));
-    for secret in secrets {
-        steps.push(Box::pin(async move {
+    steps.push(Box::pin(async move {
+        let suffixes: Vec<&str> = deps
+            .config
+            .destinations
+            .values()
+            .flat_map(|d| d.auth.secret().into_iter().chain(d.signing.as_ref().map(|s| s.secret.as_str())))
+            .collect();
+        // All of them in one read (BatchGetSecretValue: one connection), then each from
+        // the cache, registered for redaction.
+        let ids: Vec<String> = suffixes.iter().map(|s| deps.stage.secret_id(s)).collect();
+        deps.secrets.get_current_many(&ids).await;
+        for secret in suffixes {
             if let Err(e) = read_secret(deps, secret, VersionStage::Current).await {
                 debug!(reason = %e.reason, "secret warm-up");
             }
-        }));
-    }
+        }
+    }));
     runtime::warm_up(steps).await;
 }
 

@@ -255,14 +255,20 @@ pub async fn warm_up(deps: &Deps) {
             deps.queue.warm_up(&deps.ingest_queue_url).await.unwrap_or_else(|e| debug!(error = %e, "queue warm-up"))
         }),
     ];
-    for source in deps.config.sources.values() {
-        steps.push(Box::pin(async move {
-            let id = deps.stage.secret_id(&source.secret);
-            if let Err(message) = signing_secrets(deps, source, &id, now_s).await {
-                debug!(%message, "secret warm-up");
-            }
-        }));
-    }
+    steps.push(Box::pin(async move {
+        // Every source's current secret in one read (BatchGetSecretValue: one connection),
+        // then each source's from the cache — the previous one too, in a rotation's grace.
+        let ids: Vec<String> = deps.config.sources.values().map(|s| deps.stage.secret_id(&s.secret)).collect();
+        deps.secrets.get_current_many(&ids).await;
+        let each = deps.config.sources.values().zip(&ids).map(|(source, id)| -> runtime::WarmUpStep<'_> {
+            Box::pin(async move {
+                if let Err(message) = signing_secrets(deps, source, id, now_s).await {
+                    debug!(%message, "secret warm-up");
+                }
+            })
+        });
+        runtime::warm_up(each.collect()).await;
+    }));
     runtime::warm_up(steps).await;
 }
 
