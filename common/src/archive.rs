@@ -99,12 +99,15 @@ pub fn batches<'a>(items: impl IntoIterator<Item = (&'a str, &'a str, i64, &'a s
 /// Whether the object at `key` may hold `event_id` (its name carries the event's
 /// hash; a one-event object from before is its full hash).
 pub fn may_hold(key: &str, event_id: &str) -> bool {
+    name_holds(key, &sha256_hex(event_id.as_bytes()))
+}
+
+/// [`may_hold`] with the event id's sha256 (hex) computed once by the caller.
+fn name_holds(key: &str, full_hash: &str) -> bool {
     let name = key.rsplit('/').next().unwrap_or_default();
-    if let Some(hashes) = name.strip_suffix(".jsonl") {
-        let mine = short_hash(event_id);
-        hashes.split('-').any(|h| h == mine)
-    } else {
-        name.strip_suffix(".json").is_some_and(|h| h == sha256_hex(event_id.as_bytes()))
+    match name.strip_suffix(".jsonl") {
+        Some(hashes) => hashes.split('-').any(|h| full_hash.get(..HASH_DIGITS) == Some(h)),
+        None => name.strip_suffix(".json") == Some(full_hash),
     }
 }
 
@@ -141,8 +144,9 @@ impl Locator {
     /// minute's objects whose name carries its hash, then a one-event object from
     /// before batches.
     pub async fn candidates(&self, archive: &dyn Archive) -> Result<Vec<Archived>, ArchiveError> {
+        let full = sha256_hex(self.event_id.as_bytes());
         let mut found: Vec<Archived> =
-            archive.list(&self.prefix()).await?.into_iter().filter(|o| may_hold(&o.key, &self.event_id)).collect();
+            archive.list(&self.prefix()).await?.into_iter().filter(|o| name_holds(&o.key, &full)).collect();
         if found.is_empty() {
             let old = envelope_key(&self.source, &self.event_id, self.accepted_at_ms);
             found.extend(archive.list(&old).await?.into_iter().filter(|o| o.key == old));
@@ -181,9 +185,8 @@ pub struct EnvelopeReader {
 }
 
 impl EnvelopeReader {
-    /// The envelopes of `object` not read before, each with its acceptance time (the
-    /// object's write time when the envelope carries none); a line that is not an
-    /// envelope is an error naming the object.
+    /// The envelopes of `object` not read before; a line that is not an envelope is an
+    /// error naming the object.
     pub fn read(&mut self, object: &Archived, bytes: &[u8]) -> Result<Vec<crate::envelope::Envelope>, String> {
         let mut out = Vec::new();
         for text in envelope_texts(&object.key, bytes) {

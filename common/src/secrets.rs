@@ -151,11 +151,7 @@ impl SecretSource for AwsSecrets {
         match result {
             Ok(out) => {
                 let value = out.secret_string().ok_or_else(|| SecretError::NotAString(id.to_owned()))?;
-                let value = SecretValue::new(value);
-                Ok(Some(match out.created_date() {
-                    Some(date) => value.created_at_secs(date.secs()),
-                    None => value,
-                }))
+                Ok(Some(read_value(value, out.created_date())))
             }
             Err(SdkError::ServiceError(e)) if matches!(e.err(), GetSecretValueError::ResourceNotFoundException(_)) => {
                 // Secrets Manager says "not found" both for a missing secret and for a
@@ -194,10 +190,7 @@ impl SecretSource for AwsSecrets {
                 let found = answer.secret_values().iter().find(|v| is_it(v.name(), v.arn()));
                 out.push(match found {
                     Some(v) => match v.secret_string() {
-                        Some(text) => Ok(Some(match v.created_date() {
-                            Some(date) => SecretValue::new(text).created_at_secs(date.secs()),
-                            None => SecretValue::new(text),
-                        })),
+                        Some(text) => Ok(Some(read_value(text, v.created_date()))),
                         None => Err(SecretError::NotAString(id.clone())),
                     },
                     None => match answer.errors().iter().find(|e| e.secret_id() == Some(id.as_str())) {
@@ -217,6 +210,14 @@ impl SecretSource for AwsSecrets {
             }
         }
         out
+    }
+}
+
+/// A value as Secrets Manager returned it, with its version's creation time.
+fn read_value(text: &str, created: Option<&aws_sdk_secretsmanager::primitives::DateTime>) -> SecretValue {
+    match created {
+        Some(date) => SecretValue::new(text).created_at_secs(date.secs()),
+        None => SecretValue::new(text),
     }
 }
 
@@ -298,27 +299,33 @@ impl<S: SecretSource> SecretSource for CachedSecrets<S> {
     /// `invalidate` came meanwhile).
     async fn get_current_many(&self, ids: &[String]) -> Vec<Result<Option<SecretValue>, SecretError>> {
         use std::sync::atomic::Ordering;
-        let mut out: Vec<Option<Result<Option<SecretValue>, SecretError>>> =
-            ids.iter().map(|id| self.cached(&(id.clone(), VersionStage::Current)).map(Ok)).collect();
-        let missing: Vec<String> =
-            ids.iter().zip(&out).filter(|(_, got)| got.is_none()).map(|(id, _)| id.clone()).collect();
-        if !missing.is_empty() {
-            let seen = self.invalidations.load(Ordering::SeqCst);
-            let read = self.inner.get_current_many(&missing).await;
-            let mut cache = self.cache.lock().expect("secret cache lock");
-            let keep = !self.max_age.is_zero() && self.invalidations.load(Ordering::SeqCst) == seen;
-            let mut read = missing.into_iter().zip(read);
-            for slot in out.iter_mut().filter(|got| got.is_none()) {
-                let Some((id, result)) = read.next() else { break };
-                if let (true, Ok(value)) = (keep, &result) {
-                    cache.insert((id, VersionStage::Current), (value.clone(), Instant::now()));
+        let mut out = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            match self.cached(&(id.clone(), VersionStage::Current)) {
+                Some(value) => out.push(Ok(value)),
+                None => {
+                    missing.push(i);
+                    let message = "no answer from the source".to_owned();
+                    out.push(Err(SecretError::Unavailable { id: id.clone(), message }));
                 }
-                *slot = Some(result);
             }
         }
-        let unanswered =
-            |id: &String| SecretError::Unavailable { id: id.clone(), message: "no answer from the source".into() };
-        ids.iter().zip(out).map(|(id, got)| got.unwrap_or_else(|| Err(unanswered(id)))).collect()
+        if missing.is_empty() {
+            return out;
+        }
+        let seen = self.invalidations.load(Ordering::SeqCst);
+        let wanted: Vec<String> = missing.iter().map(|&i| ids[i].clone()).collect();
+        let read = self.inner.get_current_many(&wanted).await;
+        let mut cache = self.cache.lock().expect("secret cache lock");
+        let keep = !self.max_age.is_zero() && self.invalidations.load(Ordering::SeqCst) == seen;
+        for (i, result) in missing.into_iter().zip(read) {
+            if let (true, Ok(value)) = (keep, &result) {
+                cache.insert((ids[i].clone(), VersionStage::Current), (value.clone(), Instant::now()));
+            }
+            out[i] = result;
+        }
+        out
     }
 
     fn invalidate(&self, id: &str) {
