@@ -214,13 +214,22 @@ async fn verify(
     let check = |secrets: &[SigningSecret]| {
         signature::verify(&source.scheme, headers, body, secrets, now_s, source.tolerance_secs)
     };
-    let secrets = signing_secrets(deps, source, &id, now_s).await.map_err(|message| {
+    let secrets = signing_secrets(deps, source, &id, now_s, false).await.map_err(|message| {
         warn!(%message, "secret unavailable; provider will retry");
         Box::new(error(503, "unavailable", "try again later"))
     })?;
     let mut result = check(&secrets);
+    if result == Err(SignatureError::Mismatch) {
+        // The previous version is read (once, then cached) only when the current one
+        // does not match: a sender still on it during a rotation's grace.
+        if let Ok(both) = signing_secrets(deps, source, &id, now_s, true).await {
+            if both.len() > secrets.len() {
+                result = check(&both);
+            }
+        }
+    }
     if result == Err(SignatureError::Mismatch) && deps.secrets.refresh(&id) {
-        match signing_secrets(deps, source, &id, now_s).await {
+        match signing_secrets(deps, source, &id, now_s, true).await {
             Ok(fresh) => result = check(&fresh),
             // The answer stays the mismatch already found.
             Err(message) => warn!(%message, "secret unavailable for a re-read"),
@@ -245,8 +254,9 @@ fn previous_accepted(current_created_at: Option<i64>, now_s: i64, grace_secs: i6
 }
 
 /// What intake's cold start does before its first request (`runtime::warm_up`): every
-/// webhook source's signing secrets into the cache, and one read each of the ledger
-/// and the ingest queue, so their connections are open.
+/// webhook source's current signing secret into the cache, and one read each of the
+/// ledger and the ingest queue, so their connections are open. A previous version is
+/// not read here: `verify` reads it on the first signature the current one refuses.
 pub async fn warm_up(deps: &Deps) {
     let now_s = now_ms() / 1_000;
     let mut steps: Vec<runtime::WarmUpStep<'_>> = vec![
@@ -257,12 +267,12 @@ pub async fn warm_up(deps: &Deps) {
     ];
     steps.push(Box::pin(async move {
         // Every source's current secret in one read (BatchGetSecretValue: one connection),
-        // then each source's from the cache — the previous one too, in a rotation's grace.
+        // then each source's from the cache, registered with the log redaction.
         let ids: Vec<String> = deps.config.sources.values().map(|s| deps.stage.secret_id(&s.secret)).collect();
         deps.secrets.get_current_many(&ids).await;
         let each = deps.config.sources.values().zip(&ids).map(|(source, id)| -> runtime::WarmUpStep<'_> {
             Box::pin(async move {
-                if let Err(message) = signing_secrets(deps, source, id, now_s).await {
+                if let Err(message) = signing_secrets(deps, source, id, now_s, false).await {
                     debug!(%message, "secret warm-up");
                 }
             })
@@ -272,8 +282,15 @@ pub async fn warm_up(deps: &Deps) {
     runtime::warm_up(steps).await;
 }
 
-/// The current secret and, during the rotation grace window, the previous one.
-async fn signing_secrets(deps: &Deps, source: &Source, id: &str, now_s: i64) -> Result<Vec<SigningSecret>, String> {
+/// The current secret and, `with_previous` and during the rotation grace window, the
+/// previous one after it.
+async fn signing_secrets(
+    deps: &Deps,
+    source: &Source,
+    id: &str,
+    now_s: i64,
+    with_previous: bool,
+) -> Result<Vec<SigningSecret>, String> {
     let current = deps.secrets.get(id, VersionStage::Current).await.map_err(|e| e.to_string())?;
     // From here on, no log line can carry these values.
     if let Some(v) = &current {
@@ -281,7 +298,7 @@ async fn signing_secrets(deps: &Deps, source: &Source, id: &str, now_s: i64) -> 
     }
     let in_grace = previous_accepted(current.as_ref().and_then(|v| v.created_at()), now_s, source.rotation_grace_secs);
     let mut secrets: Vec<SigningSecret> = current.into_iter().map(|v| SigningSecret::new(v.expose())).collect();
-    if !in_grace {
+    if !(with_previous && in_grace) {
         return Ok(secrets);
     }
     match deps.secrets.get(id, VersionStage::Previous).await {

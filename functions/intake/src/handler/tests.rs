@@ -402,3 +402,24 @@ async fn the_cold_starts_warm_up_caches_the_signing_secrets_so_the_first_event_r
     assert_eq!(call(&w, signed(&payment("evt_warm"))).await.0, 202);
     assert_eq!(store.reads.load(Ordering::SeqCst), warmed, "the first event read no secret");
 }
+
+#[tokio::test]
+async fn the_warm_up_reads_current_secrets_only_and_a_previous_one_is_read_once_when_a_sender_still_signs_with_it() {
+    let store = rotated(60);
+    let w = world_with(Arc::new(CachedSecrets::new(store.clone(), Duration::from_secs(300))), |_| {});
+    warm_up(&w.deps).await;
+    let warmed = store.reads.load(Ordering::SeqCst);
+    let now = now_ms() / 1000;
+    assert_eq!(call(&w, request("stripe", &payment("evt_c1"), SECRET, now)).await.0, 202);
+    assert_eq!(store.reads.load(Ordering::SeqCst), warmed, "the current secret came from the warm-up");
+
+    // A sender still on the previous secret, inside the grace: read once, then cached.
+    assert_eq!(call(&w, request("stripe", &payment("evt_p1"), "whsec_old", now)).await.0, 202);
+    assert_eq!(store.reads.load(Ordering::SeqCst), warmed + 1, "the previous version was not read before");
+    assert_eq!(call(&w, request("stripe", &payment("evt_p2"), "whsec_old", now)).await.0, 202);
+    assert_eq!(store.reads.load(Ordering::SeqCst), warmed + 1, "the previous version came from the cache");
+    // A signature neither matches: both versions read again once (a rotation since), then no more.
+    assert_eq!(call(&w, request("stripe", &payment("evt_p3"), "whsec_wrong", now)).await.0, 401);
+    assert_eq!(call(&w, request("stripe", &payment("evt_p4"), "whsec_wrong", now)).await.0, 401);
+    assert_eq!(store.reads.load(Ordering::SeqCst), warmed + 3);
+}
