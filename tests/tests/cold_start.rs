@@ -1,7 +1,7 @@
 //! Issue 10: what a cold start asks AWS for, counted by the project's proxy between
 //! the functions and moto. Intake and the dispatcher read all their secrets in one
-//! `BatchGetSecretValue` (one connection, not one per secret), and the first event
-//! then needs no secret read.
+//! `BatchGetSecretValue` (one connection, not one per secret) — current versions only,
+//! even inside a rotation's grace — and the first event then needs no secret read.
 
 use std::sync::Arc;
 
@@ -29,9 +29,11 @@ async fn counted(aws: &LocalAws, config: Config) -> (switchyard_local::pipeline:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_intake_reads_every_sources_secret_in_one_call_and_its_first_event_reads_none() {
     let aws = LocalAws::start().await;
-    let mut config = config_for("127.0.0.1:9".parse().unwrap());
-    // No rotation under way: only the current versions are wanted.
-    config.sources.values_mut().for_each(|s| s.rotation_grace_secs = 0);
+    // The local stack's secrets were all just created, so every source is inside its
+    // rotation grace: the previous versions are still not read here (only on a
+    // signature the current one refuses).
+    let config = config_for("127.0.0.1:9".parse().unwrap());
+    assert!(config.sources.values().all(|s| s.rotation_grace_secs > 0));
     let sources = config.sources.len() as u64;
     assert!(sources > 1, "the flow file has several sources");
     let (deps, tally) = counted(&aws, config).await;
