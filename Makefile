@@ -104,10 +104,23 @@ run: stack-up
 
 # Cheapest first: template checks, formatting, lints, then the test suite
 # (whose end-to-end tests start their own moto servers from $(VENV)).
+# `cargo test --workspace` in two lanes at once: tests/tests/gate.rs (every test in
+# its `slow_lane` module: about five minutes, most of it waiting on a 10/s rate limit
+# and a 60-second outage) beside everything else (which skips `slow_lane::`). The
+# gate lane's output goes to .local/test-slow-lane.log; its summary is printed after.
 test: lint-iac
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	SWITCHYARD_VENV=$(CURDIR)/$(VENV) $(AWS_TEST_ENV) cargo test --workspace
+	cargo test --workspace --no-run
+	@mkdir -p $(LOCAL)
+	@export SWITCHYARD_VENV=$(CURDIR)/$(VENV) $(AWS_TEST_ENV); \
+	cargo test --workspace --test gate > $(LOCAL)/test-slow-lane.log 2>&1 & slow=$$!; \
+	rc=0; cargo test --workspace -- --skip slow_lane:: || rc=$$?; \
+	slow_rc=0; wait $$slow || slow_rc=$$?; \
+	echo "== tests/tests/gate.rs (slow lane, $(LOCAL)/test-slow-lane.log):"; \
+	grep -E '^test |^test result|panicked' $(LOCAL)/test-slow-lane.log || true; \
+	if [ $$slow_rc -ne 0 ]; then tail -n 80 $(LOCAL)/test-slow-lane.log; echo "the gate tests failed"; fi; \
+	[ $$rc -eq 0 ] && [ $$slow_rc -eq 0 ]
 	$(MAKE) lambda-smoke
 
 lint-iac: $(VENV)/.stamp $(CHECKOV_VENV)/.stamp
