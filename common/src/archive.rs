@@ -50,9 +50,12 @@ pub fn minute_prefix(source: &str, at_ms: i64) -> String {
 }
 
 fn short_hash(event_id: &str) -> String {
-    let mut h = sha256_hex(event_id.as_bytes());
-    h.truncate(HASH_DIGITS);
-    h
+    short_of(&sha256_hex(event_id.as_bytes())).to_owned()
+}
+
+/// The part of an event id's full sha256 (hex) that an object's name carries.
+fn short_of(full_hash: &str) -> &str {
+    full_hash.get(..HASH_DIGITS).unwrap_or(full_hash)
 }
 
 /// One object's worth of envelopes: their key and body.
@@ -106,7 +109,7 @@ pub fn may_hold(key: &str, event_id: &str) -> bool {
 fn name_holds(key: &str, full_hash: &str) -> bool {
     let name = key.rsplit('/').next().unwrap_or_default();
     match name.strip_suffix(".jsonl") {
-        Some(hashes) => hashes.split('-').any(|h| full_hash.get(..HASH_DIGITS) == Some(h)),
+        Some(hashes) => hashes.split('-').any(|h| h == short_of(full_hash)),
         None => name.strip_suffix(".json") == Some(full_hash),
     }
 }

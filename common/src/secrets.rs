@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
+use aws_sdk_secretsmanager::operation::batch_get_secret_value::BatchGetSecretValueOutput;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use aws_sdk_secretsmanager::Client;
 
@@ -184,33 +185,28 @@ impl SecretSource for AwsSecrets {
                     continue;
                 }
             };
-            for id in chunk {
-                let is_it =
-                    |name: Option<&str>, arn: Option<&str>| name == Some(id.as_str()) || arn == Some(id.as_str());
-                let found = answer.secret_values().iter().find(|v| is_it(v.name(), v.arn()));
-                out.push(match found {
-                    Some(v) => match v.secret_string() {
-                        Some(text) => Ok(Some(read_value(text, v.created_date()))),
-                        None => Err(SecretError::NotAString(id.clone())),
-                    },
-                    None => match answer.errors().iter().find(|e| e.secret_id() == Some(id.as_str())) {
-                        Some(e) if e.error_code() == Some("ResourceNotFoundException") => {
-                            Err(SecretError::NotFound(id.clone()))
-                        }
-                        Some(e) => Err(SecretError::Unavailable {
-                            id: id.clone(),
-                            message: format!("{}: {}", e.error_code().unwrap_or("error"), e.message().unwrap_or("")),
-                        }),
-                        None => Err(SecretError::Unavailable {
-                            id: id.clone(),
-                            message: "not in the batch's answer".into(),
-                        }),
-                    },
-                });
-            }
+            out.extend(chunk.iter().map(|id| batch_answer(&answer, id)));
         }
         out
     }
+}
+
+/// `id`'s answer in a `BatchGetSecretValue` output, as `get(id, Current)` would give it:
+/// its value, or the error the batch listed for it.
+fn batch_answer(answer: &BatchGetSecretValueOutput, id: &str) -> Result<Option<SecretValue>, SecretError> {
+    let is_it = |name: Option<&str>, arn: Option<&str>| name == Some(id) || arn == Some(id);
+    if let Some(v) = answer.secret_values().iter().find(|v| is_it(v.name(), v.arn())) {
+        let text = v.secret_string().ok_or_else(|| SecretError::NotAString(id.to_owned()))?;
+        return Ok(Some(read_value(text, v.created_date())));
+    }
+    let message = match answer.errors().iter().find(|e| e.secret_id() == Some(id)) {
+        Some(e) if e.error_code() == Some("ResourceNotFoundException") => {
+            return Err(SecretError::NotFound(id.to_owned()));
+        }
+        Some(e) => format!("{}: {}", e.error_code().unwrap_or("error"), e.message().unwrap_or("")),
+        None => "not in the batch's answer".to_owned(),
+    };
+    Err(SecretError::Unavailable { id: id.to_owned(), message })
 }
 
 /// A value as Secrets Manager returned it, with its version's creation time.

@@ -270,14 +270,11 @@ pub async fn warm_up(deps: &Deps) {
         // then each source's from the cache, registered with the log redaction.
         let ids: Vec<String> = deps.config.sources.values().map(|s| deps.stage.secret_id(&s.secret)).collect();
         deps.secrets.get_current_many(&ids).await;
-        let each = deps.config.sources.values().zip(&ids).map(|(source, id)| -> runtime::WarmUpStep<'_> {
-            Box::pin(async move {
-                if let Err(message) = signing_secrets(deps, source, id, now_s, false).await {
-                    debug!(%message, "secret warm-up");
-                }
-            })
-        });
-        runtime::warm_up(each.collect()).await;
+        for (source, id) in deps.config.sources.values().zip(&ids) {
+            if let Err(message) = signing_secrets(deps, source, id, now_s, false).await {
+                debug!(%message, "secret warm-up");
+            }
+        }
     }));
     runtime::warm_up(steps).await;
 }
