@@ -31,6 +31,51 @@ pub async fn aws_config() -> aws_config::SdkConfig {
     crate::tls::aws_config_loader().load().await
 }
 
+/// The SDK config a Lambda function runs with: region, credentials and endpoint from
+/// the variables Lambda sets (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`; `AWS_ENDPOINT_URL` for a local endpoint), the SDK's standard
+/// retries and 3.1-second connect timeout, and the https client of `tls`.
+///
+/// It is what [`aws_config`] resolves inside Lambda, where there are no profile files,
+/// no instance metadata and no web identity token, without linking the code that looks
+/// for them (the default provider chains, the profile parser, the IMDS and STS
+/// clients): 0.21–0.25 MB less in each function's `bootstrap.zip` and about 2 ms less
+/// init, measured (README, "Cost of an event").
+/// Operator tools (`switchyard-ops`, the local runner) keep [`aws_config`]: on a laptop
+/// the profile chain is what finds the credentials.
+pub fn lambda_sdk_config() -> Result<aws_config::SdkConfig, String> {
+    lambda_sdk_config_from(optional_env)
+}
+
+/// [`lambda_sdk_config`] with the variables read through `var` (set but empty counts as
+/// unset, as `aws_config` has it).
+fn lambda_sdk_config_from(
+    var: impl Fn(&str) -> Result<Option<String>, String>,
+) -> Result<aws_config::SdkConfig, String> {
+    use aws_sdk_sqs::config::SharedCredentialsProvider;
+    let set = |name: &str| var(name).map(|v| v.filter(|v| !v.is_empty()));
+    let region = match set("AWS_REGION")? {
+        Some(region) => Some(region),
+        None => set("AWS_DEFAULT_REGION")?,
+    };
+    let credentials = aws_config::environment::EnvironmentVariableCredentialsProvider::new();
+    let mut sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(region.map(aws_config::Region::new))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .identity_cache(aws_config::identity::IdentityCache::lazy().build())
+        .retry_config(aws_config::retry::RetryConfig::standard())
+        .timeout_config(aws_config::timeout::TimeoutConfig::builder().connect_timeout(SDK_CONNECT_TIMEOUT).build())
+        .http_client(crate::tls::sdk_https_client());
+    if let Some(url) = set("AWS_ENDPOINT_URL")? {
+        sdk = sdk.endpoint_url(url);
+    }
+    Ok(sdk.build())
+}
+
+/// The connect timeout `aws_config` gives every client (its `SDK_DEFAULT_CONNECT_TIMEOUT`).
+const SDK_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(3100);
+
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -48,13 +93,12 @@ where
     Fut: std::future::Future<Output = Result<D, String>>,
 {
     init_logging();
-    let sdk = aws_config().await;
     async {
         // `init_logging` falls back to `info` on a bad filter; a cold start does not.
         if let Some(filter) = optional_env("RUST_LOG")? {
             check_log_filter(&filter)?;
         }
-        build(sdk).await
+        build(lambda_sdk_config()?).await
     }
     .await
     .inspect_err(|e| tracing::error!(error = %e, "cannot start"))
@@ -110,6 +154,48 @@ pub async fn pace(interval: std::time::Duration, last: &mut Option<std::time::In
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    fn lambda_config(vars: &[(&str, &str)]) -> aws_config::SdkConfig {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        super::lambda_sdk_config_from(|name| Ok(vars.get(name).cloned())).unwrap()
+    }
+
+    #[test]
+    fn a_lambda_sdk_config_takes_region_and_endpoint_from_lambdas_variables_with_the_sdks_retries_and_timeouts() {
+        let sdk = lambda_config(&[("AWS_REGION", "eu-west-1"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")]);
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(sdk.endpoint_url(), Some("http://127.0.0.1:4566"));
+        assert_eq!(sdk.retry_config().map(|r| r.max_attempts()), Some(3));
+        assert_eq!(
+            sdk.timeout_config().and_then(|t| t.connect_timeout()),
+            Some(std::time::Duration::from_millis(3100))
+        );
+        assert!(sdk.credentials_provider().is_some() && sdk.identity_cache().is_some() && sdk.http_client().is_some());
+        assert_eq!(sdk.behavior_version(), Some(aws_config::BehaviorVersion::latest()));
+    }
+
+    #[test]
+    fn a_lambda_sdk_config_falls_back_to_the_default_region_and_has_no_endpoint_when_none_or_an_empty_one_is_set() {
+        let sdk = lambda_config(&[("AWS_REGION", ""), ("AWS_DEFAULT_REGION", "us-east-2"), ("AWS_ENDPOINT_URL", "")]);
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("us-east-2"));
+        assert_eq!(sdk.endpoint_url(), None);
+        assert!(lambda_config(&[]).region().is_none());
+    }
+
+    #[test]
+    fn a_lambda_sdk_config_refuses_a_variable_that_is_not_unicode_naming_it() {
+        let err = super::lambda_sdk_config_from(|name| {
+            if name == "AWS_REGION" {
+                Err(format!("environment variable {name} is not valid Unicode"))
+            } else {
+                Ok(None)
+            }
+        })
+        .unwrap_err();
+        assert!(err.contains("AWS_REGION"), "{err}");
+    }
+
     #[test]
     fn a_log_filter_that_does_not_parse_is_refused_naming_rust_log() {
         assert_eq!(super::check_log_filter("info,switchyard_mapper=debug"), Ok(()));

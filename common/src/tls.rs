@@ -26,8 +26,12 @@ pub fn http_client_builder() -> reqwest::ClientBuilder {
 /// credentials) and the https client on ring. Without it the SDK has no HTTP client
 /// at all: its default one is not compiled in.
 pub fn aws_config_loader() -> aws_config::ConfigLoader {
-    let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http)
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(sdk_https_client())
+}
+
+/// The SDK's https client on ring, with the system's trust roots.
+pub fn sdk_https_client() -> aws_sdk_sqs::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }
 
 #[cfg(test)]
