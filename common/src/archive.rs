@@ -238,10 +238,18 @@ pub struct Archived {
     pub written_at_ms: i64,
 }
 
+/// The writing side of an archive, all the mapper (envelopes) and the dispatcher (dark
+/// and recorded requests) do with it. A function that holds only this links none of
+/// S3's read operations (`Archive`'s methods would all be kept through its vtable).
 #[async_trait]
-pub trait Archive: Send + Sync {
+pub trait ArchiveWriter: Send + Sync {
     /// Writes (or rewrites with the same bytes) one object.
     async fn put(&self, key: &str, body: &[u8]) -> Result<(), ArchiveError>;
+}
+
+/// An archive to read as well: the operator tools and the reconciler.
+#[async_trait]
+pub trait Archive: ArchiveWriter {
     /// The object's bytes; `None` when there is none (never written, or expired).
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ArchiveError>;
     /// Whether the object is there, and its size and time.
@@ -288,7 +296,7 @@ fn epoch_ms(t: Option<&aws_sdk_s3::primitives::DateTime>) -> i64 {
 }
 
 #[async_trait]
-impl Archive for S3Archive {
+impl ArchiveWriter for S3Archive {
     async fn put(&self, key: &str, body: &[u8]) -> Result<(), ArchiveError> {
         self.client
             .put_object()
@@ -301,7 +309,10 @@ impl Archive for S3Archive {
             .map(|_| ())
             .map_err(|e| unavailable("PutObject", key, e))
     }
+}
 
+#[async_trait]
+impl Archive for S3Archive {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ArchiveError> {
         match self.client.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(out) => {
@@ -357,7 +368,7 @@ impl MemoryArchive {
 }
 
 #[async_trait]
-impl Archive for MemoryArchive {
+impl ArchiveWriter for MemoryArchive {
     async fn put(&self, key: &str, body: &[u8]) -> Result<(), ArchiveError> {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(ArchiveError(format!("PutObject {key}: unavailable")));
@@ -365,7 +376,10 @@ impl Archive for MemoryArchive {
         self.objects.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_owned(), body.to_vec());
         Ok(())
     }
+}
 
+#[async_trait]
+impl Archive for MemoryArchive {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ArchiveError> {
         Ok(self.objects.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned())
     }

@@ -334,6 +334,23 @@ pub enum LedgerError {
     Corrupt { pk: String, sk: String, message: String },
 }
 
+/// The one ledger write the mapper makes ([`IdempotencyStore::record_decision`]), as
+/// a trait of its own: a function that holds only this links none of the ledger's
+/// other DynamoDB operations (every method of a `dyn IdempotencyStore` is kept through
+/// its vtable). Every store is one.
+#[async_trait]
+pub trait DecisionLog: Send + Sync {
+    /// See [`IdempotencyStore::record_decision`].
+    async fn record_decision(&self, record: &LedgerRecord) -> Result<bool, LedgerError>;
+}
+
+#[async_trait]
+impl<T: IdempotencyStore + ?Sized> DecisionLog for T {
+    async fn record_decision(&self, record: &LedgerRecord) -> Result<bool, LedgerError> {
+        IdempotencyStore::record_decision(self, record).await
+    }
+}
+
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
     async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome, LedgerError>;

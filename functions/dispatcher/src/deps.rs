@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_common::archive::{Archive, S3Archive};
+use switchyard_common::archive::{ArchiveWriter, S3Archive};
 use switchyard_common::auth::oauth2::TokenCache;
 use switchyard_common::budget;
 use switchyard_common::config::Config;
@@ -49,7 +49,7 @@ pub struct Deps {
     /// The stage's archive bucket (`SWITCHYARD_ARCHIVE_BUCKET`): where dark deliveries,
     /// and live ones of a flow with a dark version, record their request
     /// (`switchyard_common::recorded`). `None`: the stage keeps no archive.
-    pub archive: Option<Arc<dyn Archive>>,
+    pub archive: Option<Arc<dyn ArchiveWriter>>,
 }
 
 impl Deps {
@@ -93,7 +93,7 @@ impl Deps {
             dispatch_dlq_url: env("SWITCHYARD_DISPATCH_DLQ_URL")?,
             dispatch_fifo_queue_url,
             dispatch_fifo_dlq_url: env("SWITCHYARD_DISPATCH_FIFO_DLQ_URL")?,
-            archive: S3Archive::from_env(sdk)?.map(|a| Arc::new(a) as Arc<dyn Archive>),
+            archive: S3Archive::from_env(sdk)?.map(|a| Arc::new(a) as Arc<dyn ArchiveWriter>),
         })
     }
 }

@@ -48,7 +48,7 @@ impl Deps {
         ));
         let archive = stack.archive_bucket.as_ref().map(|bucket| {
             Arc::new(switchyard_common::archive::S3Archive::new(sdk, bucket))
-                as Arc<dyn switchyard_common::archive::Archive>
+                as Arc<dyn switchyard_common::archive::ArchiveWriter>
         });
         Ok(Self {
             intake: switchyard_intake::Deps {

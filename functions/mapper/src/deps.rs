@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
-use switchyard_common::archive::{Archive, S3Archive};
+use switchyard_common::archive::{ArchiveWriter, S3Archive};
 use switchyard_common::config::Config;
-use switchyard_common::ledger::{DynamoLedger, IdempotencyStore};
+use switchyard_common::ledger::{DecisionLog, DynamoLedger};
 use switchyard_common::queue::{Queue, SqsQueue};
 use switchyard_common::runtime::{env, optional_env};
 
@@ -17,10 +17,10 @@ pub struct Deps {
     /// Where the mapper records what it decided when it did not simply enqueue
     /// deliveries (a parked or filtered flow, no flow for the type): never on the
     /// happy path.
-    pub ledger: Arc<dyn IdempotencyStore>,
+    pub ledger: Arc<dyn DecisionLog>,
     /// The stage's event archive (`SWITCHYARD_ARCHIVE_BUCKET`): every envelope of a
     /// source that archives is written there before it is mapped. `None`: no archive.
-    pub archive: Option<Arc<dyn Archive>>,
+    pub archive: Option<Arc<dyn ArchiveWriter>>,
 }
 
 impl Deps {
@@ -41,7 +41,7 @@ impl Deps {
             dispatch_fifo_queue_url: env("SWITCHYARD_DISPATCH_FIFO_QUEUE_URL")?,
             ingest_dlq_url: env("SWITCHYARD_INGEST_DLQ_URL")?,
             ledger: Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), env("SWITCHYARD_LEDGER_TABLE")?)),
-            archive: S3Archive::from_env(sdk)?.map(|a| Arc::new(a) as Arc<dyn Archive>),
+            archive: S3Archive::from_env(sdk)?.map(|a| Arc::new(a) as Arc<dyn ArchiveWriter>),
         })
     }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use switchyard_common::archive::{self, envelope_key, MemoryArchive};
+use switchyard_common::archive::{self, envelope_key, ArchiveWriter, MemoryArchive};
 use switchyard_common::envelope::Mode;
 use switchyard_common::mapping::JqProgram;
 
