@@ -41,6 +41,8 @@ struct Shared {
     in_flight: Mutex<HashMap<String, (oneshot::Sender<Answer>, Instant)>>,
     /// Each finished invocation's duration: handed out → answered.
     durations: Mutex<Vec<Duration>>,
+    /// The first invocation: when it was handed out and when it was answered.
+    first_span: Mutex<Option<(Instant, Instant)>>,
     /// When the function first asked for an event: its init was over.
     first_next: Mutex<Option<Instant>>,
     init_error: Mutex<Option<String>>,
@@ -109,6 +111,11 @@ impl RuntimeApi {
     pub fn durations(&self) -> Vec<Duration> {
         self.shared.durations.lock().expect("lock").clone()
     }
+
+    /// When the first invocation was handed out and when it was answered.
+    pub fn first_invocation(&self) -> Option<(Instant, Instant)> {
+        *self.shared.first_span.lock().expect("lock")
+    }
 }
 
 fn text(status: u16, body: impl Into<Body>) -> Response {
@@ -144,6 +151,7 @@ async fn finish(shared: &Shared, id: &str, answer: impl FnOnce(Vec<u8>) -> Answe
         return text(400, "unknown request id");
     };
     shared.durations.lock().expect("lock").push(started.elapsed());
+    shared.first_span.lock().expect("lock").get_or_insert((started, Instant::now()));
     let _ = reply.send(answer(bytes));
     text(202, "")
 }

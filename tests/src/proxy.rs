@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
@@ -32,12 +33,20 @@ pub type Counts = BTreeMap<(String, String, String), OpCount>;
 /// its calls and kill it there.
 pub type Hold = Arc<dyn Fn(&str, &str, &[u8]) -> bool + Send + Sync>;
 
+/// Caller → when each of its first [`TIMED_CALLS`] calls was received and answered.
+type Timeline = BTreeMap<String, Vec<(Instant, Instant)>>;
+
+/// How many calls per caller keep their times: enough for a cold start and its first
+/// invocations, bounded for long runs.
+const TIMED_CALLS: usize = 256;
+
 #[derive(Clone)]
 struct Proxy {
     upstream: String,
     caller: String,
     client: reqwest::Client,
     counts: Arc<Mutex<Counts>>,
+    timeline: Arc<Mutex<Timeline>>,
     hold: Option<Hold>,
     held: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -47,6 +56,7 @@ struct Proxy {
 #[derive(Clone, Default)]
 pub struct Tally {
     counts: Arc<Mutex<Counts>>,
+    timeline: Arc<Mutex<Timeline>>,
 }
 
 impl Tally {
@@ -69,6 +79,7 @@ impl Tally {
             caller: caller.to_owned(),
             client: crate::http_client_builder().pool_max_idle_per_host(64).build().map_err(std::io::Error::other)?,
             counts: self.counts.clone(),
+            timeline: self.timeline.clone(),
             hold,
             held: held.clone(),
         };
@@ -82,6 +93,36 @@ impl Tally {
     pub fn snapshot(&self) -> Counts {
         self.counts.lock().expect("tally lock").clone()
     }
+
+    /// How long, within `[from, to]`, `caller` had at least one call waiting on the
+    /// endpoint (calls in flight together count once), and how many calls it started
+    /// there. What a cold start spent waiting on the local endpoint, not in its own code.
+    pub fn waiting(&self, caller: &str, from: Instant, to: Instant) -> (usize, Duration) {
+        let timeline = self.timeline.lock().expect("tally lock");
+        let spans = timeline.get(caller).map(Vec::as_slice).unwrap_or_default();
+        let calls = spans.iter().filter(|(start, _)| *start >= from && *start <= to).count();
+        (calls, covered(spans, from, to))
+    }
+}
+
+/// The length of the union of `spans`, each clipped to `[from, to]`.
+fn covered(spans: &[(Instant, Instant)], from: Instant, to: Instant) -> Duration {
+    let mut clipped: Vec<(Instant, Instant)> =
+        spans.iter().map(|&(s, e)| (s.max(from), e.min(to))).filter(|(s, e)| s < e).collect();
+    clipped.sort();
+    let mut total = Duration::ZERO;
+    let mut current: Option<(Instant, Instant)> = None;
+    for (s, e) in clipped {
+        current = match current {
+            Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
+            Some((cs, ce)) => {
+                total += ce - cs;
+                Some((s, e))
+            }
+            None => Some((s, e)),
+        };
+    }
+    total + current.map_or(Duration::ZERO, |(s, e)| e - s)
 }
 
 /// `after − before`, operation by operation (those with no calls in between left out).
@@ -101,6 +142,7 @@ pub fn since(before: &Counts, after: &Counts) -> Counts {
 }
 
 async fn forward(State(proxy): State<Proxy>, req: Request) -> Response {
+    let received = Instant::now();
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, 64 * 1024 * 1024).await else {
         return Response::builder().status(413).body(Body::empty()).unwrap_or_default();
@@ -131,6 +173,13 @@ async fn forward(State(proxy): State<Proxy>, req: Request) -> Response {
         c.calls += 1;
         c.billed += billed;
         c.request_bytes += bytes.len() as u64;
+    }
+    {
+        let mut timeline = proxy.timeline.lock().expect("tally lock");
+        let spans = timeline.entry(proxy.caller.clone()).or_default();
+        if spans.len() < TIMED_CALLS {
+            spans.push((received, Instant::now()));
+        }
     }
     let mut response = Response::builder().status(status.as_u16());
     for (name, value) in &headers {
@@ -258,4 +307,23 @@ pub async fn index_items(client: &aws_sdk_dynamodb::Client, table: &str) -> BTre
         out.insert(name, count);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covered;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn waiting_time_counts_overlapping_calls_once_and_only_inside_the_window() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // three concurrent calls 10–20, 12–25, 15–18; one alone 30–40; one outside the window
+        let spans = [(at(10), at(20)), (at(12), at(25)), (at(15), at(18)), (at(30), at(40)), (at(50), at(60))];
+        assert_eq!(covered(&spans, at(0), at(45)), Duration::from_millis(15 + 10));
+        // clipped at both ends: 12–25 and 30–35
+        assert_eq!(covered(&spans, at(12), at(35)), Duration::from_millis(13 + 5));
+        assert_eq!(covered(&spans, at(41), at(49)), Duration::ZERO);
+        assert_eq!(covered(&[], at(0), at(100)), Duration::ZERO);
+    }
 }
