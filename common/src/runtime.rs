@@ -39,8 +39,8 @@ pub async fn aws_config() -> aws_config::SdkConfig {
 /// It is what [`aws_config`] resolves inside Lambda, where there are no profile files,
 /// no instance metadata and no web identity token, without linking the code that looks
 /// for them (the default provider chains, the profile parser, the IMDS and STS
-/// clients): 0.21–0.25 MB less in each function's `bootstrap.zip` and about 2 ms less
-/// init, measured (README, "Cost of an event").
+/// clients): 0.21–0.25 MB less in each function's `bootstrap.zip` (README, "Cost of an
+/// event").
 /// Operator tools (`switchyard-ops`, the local runner) keep [`aws_config`]: on a laptop
 /// the profile chain is what finds the credentials.
 pub fn lambda_sdk_config() -> Result<aws_config::SdkConfig, String> {
