@@ -39,10 +39,8 @@ struct Job {
 struct Shared {
     queue: tokio::sync::Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
     in_flight: Mutex<HashMap<String, (oneshot::Sender<Answer>, Instant)>>,
-    /// Each finished invocation's duration: handed out → answered.
-    durations: Mutex<Vec<Duration>>,
-    /// The first invocation: when it was handed out and when it was answered.
-    first_span: Mutex<Option<(Instant, Instant)>>,
+    /// Each finished invocation, in the order answered: handed out, answered.
+    spans: Mutex<Vec<(Instant, Instant)>>,
     /// When the function first asked for an event: its init was over.
     first_next: Mutex<Option<Instant>>,
     init_error: Mutex<Option<String>>,
@@ -109,12 +107,12 @@ impl RuntimeApi {
 
     /// The durations of the invocations answered so far.
     pub fn durations(&self) -> Vec<Duration> {
-        self.shared.durations.lock().expect("lock").clone()
+        self.shared.spans.lock().expect("lock").iter().map(|(given, answered)| *answered - *given).collect()
     }
 
     /// When the first invocation was handed out and when it was answered.
     pub fn first_invocation(&self) -> Option<(Instant, Instant)> {
-        *self.shared.first_span.lock().expect("lock")
+        self.shared.spans.lock().expect("lock").first().copied()
     }
 }
 
@@ -150,8 +148,7 @@ async fn finish(shared: &Shared, id: &str, answer: impl FnOnce(Vec<u8>) -> Answe
     let Some((reply, started)) = shared.in_flight.lock().expect("lock").remove(id) else {
         return text(400, "unknown request id");
     };
-    shared.durations.lock().expect("lock").push(started.elapsed());
-    shared.first_span.lock().expect("lock").get_or_insert((started, Instant::now()));
+    shared.spans.lock().expect("lock").push((started, Instant::now()));
     let _ = reply.send(answer(bytes));
     text(202, "")
 }

@@ -37,6 +37,15 @@ mod slow_lane {
         by_key
     }
 
+    /// A world whose CRM takes `per_second` calls a second, with a burst of as many.
+    async fn crm_limited_to(per_second: u32) -> World {
+        World::start_with(|c| {
+            let crm = c.destinations.get_mut("crm").unwrap();
+            crm.rate_limit = Some(RateLimit { per_second, burst: Some(per_second) });
+        })
+        .await
+    }
+
     async fn enqueue(w: &World, all: &[switchyard_common::envelope::Delivery]) {
         for chunk in all.chunks(100) {
             w.aws.enqueue_deliveries(&w.aws.stack.dispatch_queue_url, chunk).await;
@@ -56,11 +65,7 @@ mod slow_lane {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn four_dispatchers_sharing_a_10_per_second_limit_never_exceed_rate_plus_burst_and_charge_no_attempt() {
         let _one = ONE_AT_A_TIME.lock().await;
-        let w = World::start_with(|c| {
-            let crm = c.destinations.get_mut("crm").unwrap();
-            crm.rate_limit = Some(RateLimit { per_second: 10, burst: Some(10) });
-        })
-        .await;
+        let w = crm_limited_to(10).await;
         let _more = w.more_dispatchers(3).await;
         let all = deliveries("rl", 500);
         enqueue(&w, &all).await;
@@ -163,13 +168,9 @@ mod slow_lane {
     async fn a_429_with_retry_after_5_pauses_the_whole_destination_for_5_seconds() {
         const N: usize = 12;
         let _one = ONE_AT_A_TIME.lock().await;
-        let w = World::start_with(|c| {
-            let crm = c.destinations.get_mut("crm").unwrap();
-            // A call a second: a call admitted just before the 429 was recorded on the gate
-            // cannot be called back, so calls are spaced wider than that write takes.
-            crm.rate_limit = Some(RateLimit { per_second: 1, burst: Some(1) });
-        })
-        .await;
+        // A call a second: a call admitted just before the 429 was recorded on the gate
+        // cannot be called back, so calls are spaced wider than that write takes.
+        let w = crm_limited_to(1).await;
         let _more = w.more_dispatchers(1).await;
         w.sink.script([Reply::StatusWithRetryAfter(429, 5)]);
         enqueue(&w, &deliveries("ra", N)).await;
