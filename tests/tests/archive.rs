@@ -191,3 +191,45 @@ async fn a_batch_of_ten_is_archived_in_one_object_per_minute_and_each_event_is_f
 fn now() -> i64 {
     switchyard_common::runtime::now_ms()
 }
+
+/// The S3 client computes a CRC32 of every object it writes (patch/crc-fast stands in
+/// for the crate the SDK uses) and checks the one S3 returns on a read. moto stores the
+/// value the client sent without checking it (AWS checks it), but computes its own, with
+/// Python's zlib CRC, when asked to copy an object with a checksum: the copy's value
+/// must equal the one the SDK sent, and the SDK must accept it on reading the copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crc32_the_sdk_sends_with_an_object_is_the_one_s3_computes_and_the_sdk_accepts_s3s_on_read() {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
+    use base64::Engine as _;
+    let aws = switchyard_e2e::LocalAws::start().await;
+    let bucket = aws.stack.archive_bucket.clone().expect("the local stack has an archive bucket");
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&aws.sdk).force_path_style(true).build());
+    // Every length 0..=64 crosses the eight-byte steps; a larger one many of them.
+    let mut bodies: Vec<Vec<u8>> =
+        (0..=64u8).map(|n| (0..n).map(|i| i.wrapping_mul(37).wrapping_add(n)).collect()).collect();
+    bodies.push((0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect());
+    for (i, body) in bodies.iter().enumerate() {
+        let (key, copy) = (format!("crc-check/{i}"), format!("crc-check/{i}.copy"));
+        let put = s3.put_object().bucket(&bucket).key(&key).body(body.clone().into()).send().await;
+        let sent = put.unwrap_or_else(|e| panic!("put {key}: {e:?}")).checksum_crc32().map(str::to_owned);
+        let ours = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, body) as u32;
+        let ours = base64::engine::general_purpose::STANDARD.encode(ours.to_be_bytes());
+        assert_eq!(sent.as_deref(), Some(ours.as_str()), "the CRC32 the SDK sent with {key}");
+        let copied = s3
+            .copy_object()
+            .bucket(&bucket)
+            .key(&copy)
+            .copy_source(format!("{bucket}/{key}"))
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("copy {key}: {e:?}"));
+        let computed = copied.copy_object_result().and_then(|r| r.checksum_crc32()).map(str::to_owned);
+        assert_eq!(computed, sent, "S3's own CRC32 of {key}");
+        let got = s3.get_object().bucket(&bucket).key(&copy).checksum_mode(ChecksumMode::Enabled).send().await;
+        let got = got.unwrap_or_else(|e| panic!("get {copy}: {e:?}"));
+        assert_eq!(got.checksum_crc32().map(str::to_owned), sent, "the CRC32 S3 returned with {copy}");
+        let read = got.body.collect().await.unwrap_or_else(|e| panic!("the SDK refused {copy}'s body: {e:?}"));
+        assert_eq!(read.into_bytes().as_ref(), body.as_slice());
+    }
+}
