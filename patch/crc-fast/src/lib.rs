@@ -221,6 +221,18 @@ mod tests {
     }
 
     #[test]
+    fn crc32_iso_hdlc_equals_crc32fast_on_every_length_up_to_a_few_kib() {
+        let data = sample(5000);
+        for len in (0..600).chain([1023, 1024, 1025, 4096, 5000]) {
+            assert_eq!(
+                checksum(CrcAlgorithm::Crc32IsoHdlc, &data[..len]),
+                u64::from(crc32fast::hash(&data[..len])),
+                "len {len}"
+            );
+        }
+    }
+
+    #[test]
     fn a_32_bit_crc_never_sets_the_high_half() {
         let data = sample(4096);
         for a in [CrcAlgorithm::Crc32IsoHdlc, CrcAlgorithm::Crc32Iscsi] {
