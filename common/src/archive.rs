@@ -258,6 +258,16 @@ pub trait Archive: ArchiveWriter {
     async fn list(&self, prefix: &str) -> Result<Vec<Archived>, ArchiveError>;
 }
 
+/// The S3 client for `sdk`. With an endpoint override (a local AWS-compatible server)
+/// keys are addressed by path: `bucket.127.0.0.1` would not resolve.
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let mut config = aws_sdk_s3::config::Builder::from(sdk);
+    if sdk.endpoint_url().is_some() {
+        config = config.force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(config.build())
+}
+
 /// The stage's bucket through the AWS SDK.
 pub struct S3Archive {
     client: aws_sdk_s3::Client,
@@ -265,14 +275,9 @@ pub struct S3Archive {
 }
 
 impl S3Archive {
-    /// A client for `bucket`. With an endpoint override (a local AWS-compatible
-    /// server) keys are addressed by path: `bucket.127.0.0.1` would not resolve.
+    /// A client for `bucket` ([`s3_client`]).
     pub fn new(sdk: &aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
-        let mut config = aws_sdk_s3::config::Builder::from(sdk);
-        if sdk.endpoint_url().is_some() {
-            config = config.force_path_style(true);
-        }
-        Self { client: aws_sdk_s3::Client::from_conf(config.build()), bucket: bucket.into() }
+        Self { client: s3_client(sdk), bucket: bucket.into() }
     }
 
     /// `SWITCHYARD_ARCHIVE_BUCKET`; unset or empty: the stage keeps no archive.

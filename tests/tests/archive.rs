@@ -203,7 +203,7 @@ async fn the_crc32_the_sdk_sends_with_an_object_is_the_one_s3_computes_and_the_s
     use base64::Engine as _;
     let aws = switchyard_e2e::LocalAws::start().await;
     let bucket = aws.stack.archive_bucket.clone().expect("the local stack has an archive bucket");
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&aws.sdk).force_path_style(true).build());
+    let s3 = switchyard_common::archive::s3_client(&aws.sdk);
     // Every length 0..=64 crosses the eight-byte steps; a larger one many of them.
     let mut bodies: Vec<Vec<u8>> =
         (0..=64u8).map(|n| (0..n).map(|i| i.wrapping_mul(37).wrapping_add(n)).collect()).collect();

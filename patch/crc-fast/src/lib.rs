@@ -18,11 +18,6 @@ pub enum CrcAlgorithm {
     Crc64Nvme,
 }
 
-/// Reflected polynomials; all three start from all ones and end XORed with all ones.
-const CRC32_ISO_HDLC_POLY: u64 = 0xEDB8_8320;
-const CRC32_ISCSI_POLY: u64 = 0x82F6_3B78;
-const CRC64_NVME_POLY: u64 = 0x9A6C_9329_AC4B_C9B5;
-
 type Tables = [[u64; 256]; 8];
 
 /// `t[0]` is the byte-at-a-time table; `t[k][b]` is the CRC of byte `b` followed by `k`
@@ -53,11 +48,21 @@ const fn tables(poly: u64) -> Tables {
     t
 }
 
-static CRC32_ISO_HDLC: Tables = tables(CRC32_ISO_HDLC_POLY);
-static CRC32_ISCSI: Tables = tables(CRC32_ISCSI_POLY);
-static CRC64_NVME: Tables = tables(CRC64_NVME_POLY);
+static CRC32_ISO_HDLC: Tables = tables(CrcAlgorithm::Crc32IsoHdlc.poly());
+static CRC32_ISCSI: Tables = tables(CrcAlgorithm::Crc32Iscsi.poly());
+static CRC64_NVME: Tables = tables(CrcAlgorithm::Crc64Nvme.poly());
 
 impl CrcAlgorithm {
+    /// The reflected polynomial. All three start from all ones and end XORed with all
+    /// ones ([`CrcAlgorithm::ones`]).
+    const fn poly(self) -> u64 {
+        match self {
+            CrcAlgorithm::Crc32IsoHdlc => 0xEDB8_8320,
+            CrcAlgorithm::Crc32Iscsi => 0x82F6_3B78,
+            CrcAlgorithm::Crc64Nvme => 0x9A6C_9329_AC4B_C9B5,
+        }
+    }
+
     fn tables(self) -> &'static Tables {
         match self {
             CrcAlgorithm::Crc32IsoHdlc => &CRC32_ISO_HDLC,
@@ -138,11 +143,7 @@ mod tests {
 
     /// Bit at a time, straight from the definition: the reference the tables must match.
     fn bitwise(algorithm: CrcAlgorithm, bytes: &[u8]) -> u64 {
-        let poly = match algorithm {
-            CrcAlgorithm::Crc32IsoHdlc => CRC32_ISO_HDLC_POLY,
-            CrcAlgorithm::Crc32Iscsi => CRC32_ISCSI_POLY,
-            CrcAlgorithm::Crc64Nvme => CRC64_NVME_POLY,
-        };
+        let poly = algorithm.poly();
         let mut crc = algorithm.ones();
         for &b in bytes {
             crc ^= u64::from(b);
